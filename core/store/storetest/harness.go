@@ -35,9 +35,13 @@ type Harness struct {
 	// call for a listing longer than a page).
 	ServerPaging bool
 
-	// SoftDelete is true when a deleted secret is kept recoverable (AWS recovery window, Azure soft
-	// delete): a write to the name then fails with ErrSoftDeleted until it is recovered or purged.
+	// SoftDelete is true when a non-forced Delete keeps the secret recoverable (AWS recovery window, Azure
+	// soft delete, Vault KV soft delete): Get then fails with ErrSoftDeleted (or ErrNotFound) and the store
+	// implements store.Recoverable, whose Recover brings the value back.
 	SoftDelete bool
+	// DeleteBlocksName is true when a write to a soft-deleted name fails with ErrSoftDeleted until the
+	// secret is recovered or purged (AWS, Azure); false when the store accepts a new version (Vault).
+	DeleteBlocksName bool
 
 	// Logs returns everything logged so far by the adapter and the emulator processes behind it.
 	Logs func() string
