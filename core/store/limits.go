@@ -51,6 +51,9 @@ type Limits struct {
 	TagKeyMaxLen    int            // 0: unlimited
 	TagValueMaxLen  int            // 0: unlimited
 	ReservedPrefix  []string       // tag key prefixes users may not set (e.g. "aws:")
+	// ProvenanceApart is true when the store keeps provenance somewhere other than the user's tags
+	// (GCP annotations beside labels), so provenance does not count against MaxTags.
+	ProvenanceApart bool
 }
 
 // StoredSize is how many bytes v takes in the store, after any encoding the adapter applies.

@@ -55,9 +55,13 @@ type Metadata struct {
 
 // PutOptions go with a write.
 type PutOptions struct {
-	Tags        map[string]string // user tags/labels to set with the value
-	ContentType string            // for stores that record one; binary marks are added by the adapter
-	Provenance  *Provenance       // keyferry's record, stored in tags/annotations/custom metadata
+	// Tags are user tags/labels set with the value. Where tags belong to the secret (AWS, SSM, GCP, Vault,
+	// the file store) Put adds or changes the given keys and keeps the others; removing a user tag is
+	// MetadataUpdater's job, because tags may drive access control and belong to someone else. Where tags
+	// belong to each version (Azure Key Vault) the new version carries exactly these.
+	Tags        map[string]string
+	ContentType string      // for stores that record one; binary marks are added by the adapter
+	Provenance  *Provenance // keyferry's record, stored in tags/annotations/custom metadata
 }
 
 // ListOptions narrow a listing. Filters a store cannot apply server-side are applied client-side.
@@ -125,7 +129,11 @@ func CheckPut(s Store, name string, v Value, opts PutOptions) error {
 		err = l.CheckValue(v)
 	}
 	if err == nil {
-		err = l.CheckTags(opts.Tags, ProvenanceEntries(opts.Provenance))
+		reserved := ProvenanceEntries(opts.Provenance)
+		if l.ProvenanceApart {
+			reserved = 0
+		}
+		err = l.CheckTags(opts.Tags, reserved)
 	}
 	return Annotate(err, s.Name(), "put", name)
 }

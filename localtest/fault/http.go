@@ -235,8 +235,9 @@ func (azureDialect) Throttle(w http.ResponseWriter, _ string, retryAfter time.Du
 		w.Header().Set("retry-after-ms", strconv.FormatInt(retryAfter.Milliseconds(), 10))
 	}
 	writeJSON(w, http.StatusTooManyRequests, "application/json; charset=utf-8", map[string]any{"error": map[string]any{
+		// The service's body, as recorded from a real 429 (the wait is only in the headers).
 		"code":    "Throttled",
-		"message": "Request was not processed because too many requests were received. Reason: Vault is currently throttling. Please retry after " + s + " seconds.",
+		"message": "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached",
 	}})
 }
 

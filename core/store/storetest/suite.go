@@ -69,7 +69,8 @@ func randHex(n int) string {
 
 // name returns a fresh secret name valid in every store.
 func (s *suite) name(label string) string {
-	n := fmt.Sprintf("kfct-%s-%s-%s", s.run, label, randHex(3))
+	// Never "-" + 6 characters at the end: AWS advises against that shape (partial ARNs).
+	n := fmt.Sprintf("kfct-%s-%s-%s", s.run, label, randHex(4))
 	s.mu.Lock()
 	s.names = append(s.names, n)
 	s.mu.Unlock()
@@ -549,7 +550,7 @@ func (s *suite) describeListNoValue(t *testing.T) {
 	prefix := fmt.Sprintf("kfct-%s-nv-%s-", s.run, randHex(2))
 	var names []string
 	for i := 0; i < 3; i++ {
-		n := fmt.Sprintf("%s%d", prefix, i)
+		n := fmt.Sprintf("%s%03d", prefix, i)
 		names = append(names, n)
 		s.mu.Lock()
 		s.names = append(s.names, n)

@@ -1,0 +1,363 @@
+// Package cloud composes the local cloud: every emulator of localtest started on 127.0.0.1, each behind
+// the fault layer, plus a keyferry.yaml describing them as `local: true` stores and the environment the
+// stores' credential chains read (fake AWS keys, the managed-identity endpoint, the Vault dev token).
+// The demo and end-to-end tests use it; Stop stops every process it started, by PID.
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyferry/keyferry/localtest/azkv"
+	"github.com/keyferry/keyferry/localtest/fault"
+	"github.com/keyferry/keyferry/localtest/gcp"
+	"github.com/keyferry/keyferry/localtest/moto"
+	"github.com/keyferry/keyferry/localtest/oidc"
+	"github.com/keyferry/keyferry/localtest/vault"
+)
+
+// Part names.
+const (
+	AWS    = "aws"    // moto: Secrets Manager and SSM
+	Azure  = "azure"  // Key Vault emulator + local identity issuer
+	GCP    = "gcp"    // Secret Manager emulator (in-process)
+	PubSub = "pubsub" // gcloud Pub/Sub emulator
+	Vault  = "vault"  // Vault dev server
+)
+
+// AllParts is every part, in start order.
+var AllParts = []string{AWS, Azure, GCP, PubSub, Vault}
+
+// Project is the GCP project of the local cloud.
+const Project = "keyferry-local"
+
+// Options configure Start.
+type Options struct {
+	// Parts to start; nil means AllParts. The file store needs no part.
+	Parts []string
+	// Scale multiplies the quotas the fault layers enforce (when a caller sets rules); 0 means 1.
+	Scale float64
+	// Dir holds the generated configuration, CA files and the file store; "" means a new temporary
+	// directory, removed by Stop.
+	Dir string
+	// Logf reports progress; nil is quiet.
+	Logf func(format string, args ...any)
+}
+
+// Cloud is a running local cloud.
+type Cloud struct {
+	Dir string
+
+	Moto     *moto.Server
+	AWSFault *fault.Layer
+	AWSProxy *fault.Proxy
+
+	Issuer     *oidc.Issuer
+	KeyVault   *azkv.Server
+	AzureFault *fault.Layer
+
+	SecretManager *gcp.SecretManager
+	GCPFault      *fault.Layer
+	PubSub        *gcp.PubSub
+
+	Vault      *vault.Server
+	VaultFault *fault.Layer
+	VaultProxy *fault.Proxy
+
+	ownDir bool
+	mu     sync.Mutex
+	stops  []func()
+}
+
+// Start starts the requested parts concurrently. If any part fails, everything already started is
+// stopped again and the error names the part.
+func Start(ctx context.Context, opts Options) (*Cloud, error) {
+	parts := opts.Parts
+	if parts == nil {
+		parts = AllParts
+	}
+	scale := opts.Scale
+	if scale <= 0 {
+		scale = 1
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	c := &Cloud{Dir: opts.Dir}
+	if c.Dir == "" {
+		d, err := os.MkdirTemp("", "keyferry-localcloud-")
+		if err != nil {
+			return nil, err
+		}
+		c.Dir, c.ownDir = d, true
+	}
+	starters := map[string]func(context.Context) error{
+		AWS:    func(ctx context.Context) error { return c.startAWS(ctx, scale) },
+		Azure:  func(ctx context.Context) error { return c.startAzure(scale) },
+		GCP:    func(ctx context.Context) error { return c.startGCP(scale) },
+		PubSub: c.startPubSub,
+		Vault:  func(ctx context.Context) error { return c.startVault(ctx, scale) },
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(parts))
+	for i, p := range parts {
+		start, ok := starters[p]
+		if !ok {
+			c.Stop()
+			return nil, fmt.Errorf("local cloud: unknown part %q (parts: %s)", p, strings.Join(AllParts, ", "))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			if err := start(ctx); err != nil {
+				errs[i] = fmt.Errorf("local cloud: starting %s: %w", p, err)
+				return
+			}
+			logf("%-7s ready in %s", p, time.Since(t0).Round(time.Millisecond))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	if err := os.MkdirAll(c.FileStoreDir(), 0o700); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cloud) onStop(f func()) {
+	c.mu.Lock()
+	c.stops = append(c.stops, f)
+	c.mu.Unlock()
+}
+
+// Stop stops every part (in reverse start order) and removes a temporary directory. It is safe to call
+// more than once.
+func (c *Cloud) Stop() {
+	c.mu.Lock()
+	stops := c.stops
+	c.stops = nil
+	c.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+	if c.ownDir && c.Dir != "" {
+		_ = os.RemoveAll(c.Dir)
+	}
+}
+
+func (c *Cloud) startAWS(ctx context.Context, scale float64) error {
+	m, err := moto.Start(ctx, moto.Options{})
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = m.Stop() })
+	l := fault.New(scale, 1)
+	p, err := l.Proxy(fault.AWS, m.URL)
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = p.Close() })
+	c.Moto, c.AWSFault, c.AWSProxy = m, l, p
+	return nil
+}
+
+func (c *Cloud) startAzure(scale float64) error {
+	iss, err := oidc.Start(oidc.Options{})
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = iss.Close() })
+	l := fault.New(scale, 2)
+	kv, err := azkv.Start(azkv.Options{Faults: l, Issuer: iss})
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = kv.Close() })
+	if err := os.WriteFile(c.keyVaultCAFile(), kv.CACertPEM(), 0o600); err != nil {
+		return err
+	}
+	c.Issuer, c.KeyVault, c.AzureFault = iss, kv, l
+	return nil
+}
+
+func (c *Cloud) startGCP(scale float64) error {
+	l := fault.New(scale, 3)
+	sm, err := gcp.StartSecretManager(gcp.SecretManagerOptions{Fault: l})
+	if err != nil {
+		return err
+	}
+	c.onStop(sm.Stop)
+	c.SecretManager, c.GCPFault = sm, l
+	return nil
+}
+
+func (c *Cloud) startPubSub(ctx context.Context) error {
+	ps, err := gcp.StartPubSub(ctx, gcp.PubSubOptions{})
+	if err != nil {
+		return err
+	}
+	c.onStop(ps.Stop)
+	c.PubSub = ps
+	return nil
+}
+
+func (c *Cloud) startVault(ctx context.Context, scale float64) error {
+	v, err := vault.Start(ctx, vault.Options{})
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = v.Stop() })
+	l := fault.New(scale, 4)
+	p, err := l.Proxy(fault.Vault, v.Addr)
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = p.Close() })
+	c.Vault, c.VaultFault, c.VaultProxy = v, l, p
+	return nil
+}
+
+func (c *Cloud) keyVaultCAFile() string { return filepath.Join(c.Dir, "keyvault-ca.pem") }
+
+// FileStoreDir is the directory of the local file store.
+func (c *Cloud) FileStoreDir() string { return filepath.Join(c.Dir, "filestore") }
+
+// Config is a keyferry.yaml with one store per running part (all `local: true`) plus the file store.
+func (c *Cloud) Config() string {
+	var b strings.Builder
+	b.WriteString("# The local cloud: every store runs on this machine. Generated by localtest/cloud.\nstores:\n")
+	if c.AWSProxy != nil {
+		fmt.Fprintf(&b, "  aws:\n    type: aws-secretsmanager\n    region: %s\n    local: true\n    endpoint: %s\n", moto.Region, c.AWSProxy.URL)
+		fmt.Fprintf(&b, "  aws-ssm:\n    type: aws-ssm\n    region: %s\n    local: true\n    endpoint: %s\n", moto.Region, c.AWSProxy.URL)
+	}
+	if c.KeyVault != nil {
+		fmt.Fprintf(&b, "  azure:\n    type: azure-keyvault\n    vault: %s\n    local: true\n    ca_file: %s\n", c.KeyVault.URL(), c.keyVaultCAFile())
+	}
+	if c.SecretManager != nil {
+		fmt.Fprintf(&b, "  gcp:\n    type: gcp-secretmanager\n    project: %s\n    local: true\n    endpoint: http://%s\n", Project, c.SecretManager.Addr())
+	}
+	if c.VaultProxy != nil {
+		fmt.Fprintf(&b, "  vault:\n    type: vault-kv\n    address: %s\n    mount: secret\n    local: true\n", c.VaultProxy.URL)
+	}
+	fmt.Fprintf(&b, "  file:\n    type: file\n    path: %s\n", c.FileStoreDir())
+	return b.String()
+}
+
+// WriteConfig writes Config to Dir/keyferry.yaml and returns its path.
+func (c *Cloud) WriteConfig() (string, error) {
+	p := filepath.Join(c.Dir, "keyferry.yaml")
+	return p, os.WriteFile(p, []byte(c.Config()), 0o600)
+}
+
+// Env is the environment the local stores' credential chains read. It holds only the emulators'
+// throwaway credentials.
+func (c *Cloud) Env() map[string]string {
+	env := map[string]string{}
+	if c.Moto != nil {
+		env["AWS_ACCESS_KEY_ID"] = moto.AccessKeyID
+		env["AWS_SECRET_ACCESS_KEY"] = moto.SecretAccessKey
+		env["AWS_REGION"] = moto.Region
+		env["AWS_EC2_METADATA_DISABLED"] = "true"
+		env["AWS_CONFIG_FILE"] = os.DevNull // a developer's own profiles never reach the local cloud
+		env["AWS_SHARED_CREDENTIALS_FILE"] = os.DevNull
+	}
+	if c.Issuer != nil {
+		for k, v := range c.Issuer.ManagedIdentityEnv() {
+			env[k] = v
+		}
+	}
+	if c.Vault != nil {
+		env["VAULT_TOKEN"] = c.Vault.RootToken
+	}
+	if c.PubSub != nil {
+		env["PUBSUB_EMULATOR_HOST"] = c.PubSub.Host()
+	}
+	return env
+}
+
+// SetEnv sets Env in this process and returns a function restoring the previous values.
+func (c *Cloud) SetEnv() (restore func()) {
+	type old struct {
+		v  string
+		ok bool
+	}
+	saved := map[string]old{}
+	for k, v := range c.Env() {
+		ov, ok := os.LookupEnv(k)
+		saved[k] = old{ov, ok}
+		_ = os.Setenv(k, v)
+	}
+	return func() {
+		for k, o := range saved {
+			if o.ok {
+				_ = os.Setenv(k, o.v)
+			} else {
+				_ = os.Unsetenv(k)
+			}
+		}
+	}
+}
+
+// Faults returns the fault layer of each running part, by store name of the generated config.
+func (c *Cloud) Faults() map[string]*fault.Layer {
+	m := map[string]*fault.Layer{}
+	if c.AWSFault != nil {
+		m["aws"], m["aws-ssm"] = c.AWSFault, c.AWSFault
+	}
+	if c.AzureFault != nil {
+		m["azure"] = c.AzureFault
+	}
+	if c.GCPFault != nil {
+		m["gcp"] = c.GCPFault
+	}
+	if c.VaultFault != nil {
+		m["vault"] = c.VaultFault
+	}
+	return m
+}
+
+// Logs returns the captured output of every part, each under a heading.
+func (c *Cloud) Logs() string {
+	parts := map[string]func() string{}
+	if c.Moto != nil {
+		parts["moto"] = c.Moto.Logs
+	}
+	if c.Issuer != nil {
+		parts["identity"] = c.Issuer.Logs
+	}
+	if c.KeyVault != nil {
+		parts["keyvault"] = c.KeyVault.Logs
+	}
+	if c.SecretManager != nil {
+		parts["secretmanager"] = c.SecretManager.Logs
+	}
+	if c.PubSub != nil {
+		parts["pubsub"] = c.PubSub.Logs
+	}
+	if c.Vault != nil {
+		parts["vault"] = c.Vault.Logs
+	}
+	names := make([]string, 0, len(parts))
+	for n := range parts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "==> %s <==\n%s\n", n, parts[n]())
+	}
+	return b.String()
+}
