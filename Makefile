@@ -17,15 +17,25 @@ PKGS       ?= ./...
 export KEYFERRY_VAULT_BIN := $(VAULT_BIN)
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test demo vault vet fmt-check lint fuzz bench clean-cache tools
+.PHONY: all build test demo vault moto pubsub-emulator vet fmt-check lint fuzz bench clean-cache tools
 
 all: build
 
 build:
 	$(GO) build ./...
 
-## tools the tests need (cached)
-tools: vault
+## tools the tests need (cached, or checked where the machine provides them)
+tools: vault moto pubsub-emulator
+
+# moto (AWS) and the gcloud Pub/Sub emulator come with the machine image; these targets check them and say
+# what is missing rather than letting a test fail obscurely.
+moto:
+	@python3 -c 'import moto, moto.server' 2>/dev/null || { echo "moto is missing: install the Python package moto[server] (5.2.1) for python3"; exit 1; }
+
+pubsub-emulator:
+	@root=$$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null); \
+	test -x "$$root/platform/pubsub-emulator/bin/cloud-pubsub-emulator" || { echo "the gcloud Pub/Sub emulator is missing: install the gcloud component pubsub-emulator (Debian: google-cloud-cli-pubsub-emulator)"; exit 1; }; \
+	command -v java >/dev/null || { echo "java is missing: the Pub/Sub emulator needs Java 17 (Debian: openjdk-17-jre-headless)"; exit 1; }
 
 vault: $(VAULT_BIN)
 
@@ -54,7 +64,7 @@ bench: tools
 	$(GO) test ./bench/... -run '^$$' -bench . -benchtime 1x
 
 demo: tools
-	$(GO) run ./cmd/keyferry demo
+	$(GO) run ./localtest/cmd/localcloud demo
 
 clean-cache:
 	rm -f $(CACHE_DIR)/vault-*

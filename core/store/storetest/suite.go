@@ -606,7 +606,9 @@ func (s *suite) notFound(t *testing.T) {
 	}
 }
 
-func gone(err error) bool { return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrSoftDeleted) }
+func gone(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrSoftDeleted)
+}
 
 func (s *suite) deleteSemantics(t *testing.T) {
 	t.Run("soft", func(t *testing.T) {
