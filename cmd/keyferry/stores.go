@@ -92,10 +92,13 @@ type probeResult struct {
 
 // probe checks one store: reachable, metadata readable, listable, and (opt-in) writable. It never reads
 // the value of an existing secret.
-func probe(ctx context.Context, sc *config.StoreConfig, write bool) probeResult {
+func probe(ctx context.Context, sc *config.StoreConfig, write bool) (r probeResult) {
 	start := time.Now()
-	r := probeResult{name: sc.Name, typ: sc.Type, reach: "-", describe: "-", list: "-", write: "skipped"}
-	defer func() { r.took = time.Since(start) }()
+	r = probeResult{name: sc.Name, typ: sc.Type, reach: "-", describe: "-", list: "-", write: "skipped"}
+	defer func() {
+		r.took = time.Since(start)
+		r.detail = strings.Join(strings.Fields(r.detail), " ") // one line per store
+	}()
 	st, err := stores.Open(ctx, sc)
 	if err != nil {
 		r.reach, r.detail = "error", err.Error()
