@@ -9,12 +9,16 @@ import (
 // annotations, Vault custom metadata, the file store's metadata file), of where its current value came from.
 // It is enough to decide, without any database, whether a replica is current, whether someone else wrote
 // it, and whether an event is the echo of keyferry's own write. It never holds value-derived data.
+//
+// Source* name the ORIGIN of the value: the store, secret and version where it was last written by someone
+// other than keyferry. A replica of a replica carries the same origin, which is what makes chains and
+// meshes (A↔B↔C) loop-free: a target whose origin already matches is unchanged.
 type Provenance struct {
-	SourceStore    string    // configured name of the source store
-	SourceName     string    // secret name in the source store
-	SourceVersion  string    // source version that was copied
+	SourceStore    string    // configured name of the origin store
+	SourceName     string    // secret name in the origin store
+	SourceVersion  string    // origin version that was copied
 	ReplicaVersion string    // version keyferry wrote in this store ("" until known)
-	Written        time.Time // when keyferry wrote it
+	Written        time.Time // when the origin version was written (orders concurrent changes)
 }
 
 // ProvenancePrefix starts every metadata key keyferry writes; users' tags may not use it.
