@@ -5,14 +5,16 @@
 // errors with a "did you mean" suggestion; static credentials are refused wherever they appear, without
 // their value ever being repeated. docs/configuration.md is the reference for the format.
 //
-// Only the `stores:` section is defined so far. Sections are parsed in a fixed order (stores first), so a
-// later section such as `replicate:` can refer to the stores by name.
+// Sections are parsed in a fixed order (stores first), so later sections such as `replicate:` can refer to
+// the stores by name.
 package config
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/keyferry/keyferry/core/replicate"
 )
 
 // Store types.
@@ -44,6 +46,10 @@ type Config struct {
 	File string
 	// Stores are the configured stores in file order.
 	Stores []*StoreConfig
+	// Replicate are the replication rules in file order.
+	Replicate []replicate.Rule
+	// Notify are the routes alerts are published to.
+	Notify []NotifyRoute
 }
 
 // Store returns the store configured under name, or nil.

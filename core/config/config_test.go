@@ -72,9 +72,9 @@ var errorCases = []struct {
 		w("2:1", "", "more than one YAML document"),
 	}},
 	{"too-big", "stores:\n" + strings.Repeat("#\n", MaxFileBytes/2+1), []want{w("1:1", "", "at most 1048576")}},
-	{"unknown-section", "stores:\n  l:\n    type: file\n    path: /x\nstors: {}\nreplicate: {}\n", []want{
-		w("5:1", "", `unknown section "stors"`, `did you mean "stores"?`, "the sections are: stores"),
-		w("6:1", "", `unknown section "replicate"`, "the sections are: stores"),
+	{"unknown-section", "stores:\n  l:\n    type: file\n    path: /x\nstors: {}\nreplicat: []\n", []want{
+		w("5:1", "", `unknown section "stors"`, `did you mean "stores"?`, "the sections are: stores, replicate, notify"),
+		w("6:1", "", `unknown section "replicat"`, `did you mean "replicate"?`),
 	}},
 	{"extension-keys-ignored", "x-defaults: &d {type: file}\nstores:\n  l:\n    <<: *d\n    path: /x\n", nil},
 	{"no-stores-section", "x-a: 1\n", []want{w("1:1", "", "there is no `stores:` section")}},

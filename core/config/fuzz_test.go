@@ -27,6 +27,9 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	for _, s := range []string{
+		twoStores + "replicate:\n  - name: r\n    from: {store: aws, match: [\"prod/**\"], tags: {a: \"*\"}}\n    to: [gcp, {store: azure, name: \"{{ .Base }}\", tags: {rename: {a: b}}}]\n    granularity: keys\n    keys: [k]\n",
+		twoStores + "replicate:\n  - {name: r, from: aws, to: [aws]}\n  - {name: r, from: {store: x}, to: []}\n",
+		twoStores + "notify:\n  - {type: sns, topic: \"arn:aws:sns:eu-west-1:123456789012:t\", kinds: [replication.conflict]}\n  - {type: eventgrid, topic: \"https://127.0.0.1:1/api/events\", local: true}\n",
 		"stores:\n  s:\n    type: aws-secretsmanager\n    region: eu-west-1\n    secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
 		"stores:\n  s: {type: vault-kv, address: 'https://vault.example.com', token: hvs.CAESIJlWh0Qx7Gk2Zp9}\n",
 		"x-c: &c {client_secret: Qm9vTXlTZWNyZXQxMjM0NTY3}\nstores:\n  s:\n    <<: *c\n    type: azure-keyvault\n    region: Qm9vTXlTZWNyZXQxMjM0NTY3\n",

@@ -39,6 +39,8 @@ type section struct {
 
 var sections = []section{
 	{name: "stores", required: true, parse: (*parser).parseStores},
+	{name: "replicate", parse: (*parser).parseReplicate},
+	{name: "notify", parse: (*parser).parseNotify},
 }
 
 func sectionNames() []string {
