@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -63,6 +64,7 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 	case config.TypeAWSSecretsManager:
 		c := sc.AWSSecretsManager
 		return awssm.New(awssm.Options{Name: sc.Name, KMSKeyID: c.KMSKeyID,
+			RecoveryWindow: time.Duration(c.RecoveryWindowDays) * 24 * time.Hour,
 			Client: func(ctx context.Context) (*secretsmanager.Client, error) {
 				cfg, err := awsConfig(ctx, c.Region)
 				if err != nil {

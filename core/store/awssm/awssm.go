@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -32,6 +33,8 @@ type Options struct {
 	// RefuseARNSuffixNames refuses names ending in "-" + 6 characters (see the package documentation).
 	// keyferry always addresses secrets by full name, never by partial ARN, so the default accepts them.
 	RefuseARNSuffixNames bool
+	// RecoveryWindow is the recovery window of deletes that do not ask for one (0: Secrets Manager's 30 days).
+	RecoveryWindow time.Duration
 }
 
 // Store is an AWS Secrets Manager store.

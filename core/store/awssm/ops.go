@@ -243,14 +243,17 @@ const (
 	MaxRecoveryDays = 30
 )
 
-// Delete schedules the secret's deletion with opts.RecoveryWindow (whole days, rounded up; 0 means
-// Secrets Manager's default of 30), or deletes it at once with opts.Force. A secret already scheduled for
+// Delete schedules the secret's deletion with opts.RecoveryWindow (whole days, rounded up; 0 means the
+// store's Options.RecoveryWindow, else Secrets Manager's default of 30), or deletes it at once with opts.Force. A secret already scheduled for
 // deletion is ErrSoftDeleted unless Force is set (which purges it).
 func (s *Store) Delete(ctx context.Context, name string, opts store.DeleteOptions) error {
 	if err := s.checkName("delete", name); err != nil {
 		return err
 	}
 	in := &secretsmanager.DeleteSecretInput{SecretId: aws.String(name)}
+	if opts.RecoveryWindow == 0 {
+		opts.RecoveryWindow = s.opts.RecoveryWindow
+	}
 	switch {
 	case opts.Force:
 		in.ForceDeleteWithoutRecovery = aws.Bool(true)

@@ -172,6 +172,9 @@ func TestRefusedBeforeAnyCall(t *testing.T) {
 		{"short recovery window", func() error {
 			return s.Delete(ctx, "ok", store.DeleteOptions{RecoveryWindow: 3 * 24 * time.Hour})
 		}, store.ErrInvalidValue},
+		{"store's recovery window applies to a delete that names none", func() error {
+			return newTestStore(t, Options{RecoveryWindow: 3 * 24 * time.Hour}).Delete(ctx, "ok", store.DeleteOptions{})
+		}, store.ErrInvalidValue},
 		{"long recovery window", func() error {
 			return s.Delete(ctx, "ok", store.DeleteOptions{RecoveryWindow: 31 * 24 * time.Hour})
 		}, store.ErrInvalidValue},
