@@ -54,6 +54,9 @@ type Limits struct {
 	// ProvenanceApart is true when the store keeps provenance somewhere other than the user's tags
 	// (GCP annotations beside labels), so provenance does not count against MaxTags.
 	ProvenanceApart bool
+	// MetadataPerVersion is true when tags (and so provenance) belong to each version rather than to the
+	// secret (Azure Key Vault): a version written by anyone else carries none of keyferry's entries.
+	MetadataPerVersion bool
 }
 
 // StoredSize is how many bytes v takes in the store, after any encoding the adapter applies.

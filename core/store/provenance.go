@@ -19,7 +19,16 @@ type Provenance struct {
 	SourceVersion  string    // origin version that was copied
 	ReplicaVersion string    // version keyferry wrote in this store ("" until known)
 	Written        time.Time // when the origin version was written (orders concurrent changes)
+
+	// Synced is kept on a SOURCE secret: the source version whose replication finished, and a fingerprint
+	// of the rules that replicated it ("<version>/<fingerprint>"). A sweep skips a source whose mark
+	// matches its current version and the current rules, so a sweep over unchanged secrets reads nothing
+	// but the source listing. A Provenance holding only Synced describes a secret keyferry did not write.
+	Synced string
 }
+
+// Origin reports whether p records where the value came from (as opposed to only a Synced mark).
+func (p *Provenance) Origin() bool { return p != nil && (p.SourceStore != "" || p.SourceName != "") }
 
 // ProvenancePrefix starts every metadata key keyferry writes; users' tags may not use it.
 const ProvenancePrefix = "keyferry-"
@@ -32,9 +41,10 @@ const (
 	KeySourceVersion  = ProvenancePrefix + "source-version"
 	KeyReplicaVersion = ProvenancePrefix + "replica-version"
 	KeyWritten        = ProvenancePrefix + "written"
+	KeySynced         = ProvenancePrefix + "synced"
 )
 
-var provenanceKeys = []string{KeySourceStore, KeySourceName, KeySourceVersion, KeyReplicaVersion, KeyWritten}
+var provenanceKeys = []string{KeySourceStore, KeySourceName, KeySourceVersion, KeyReplicaVersion, KeyWritten, KeySynced}
 
 // ProvenanceEntries is how many metadata entries p takes in a store.
 func ProvenanceEntries(p *Provenance) int {
@@ -60,8 +70,9 @@ func (p *Provenance) Entries() map[string]string {
 	set(KeySourceVersion, p.SourceVersion)
 	set(KeyReplicaVersion, p.ReplicaVersion)
 	if !p.Written.IsZero() {
-		m[KeyWritten] = p.Written.UTC().Format(time.RFC3339)
+		m[KeyWritten] = p.Written.UTC().Format(time.RFC3339Nano)
 	}
+	set(KeySynced, p.Synced)
 	return m
 }
 
@@ -75,6 +86,9 @@ func SplitProvenance(all map[string]string) (tags map[string]string, p *Provenan
 		}
 	}
 	if all[KeySourceStore] == "" && all[KeySourceName] == "" {
+		if all[KeySynced] != "" {
+			return tags, &Provenance{Synced: all[KeySynced]}
+		}
 		return tags, nil
 	}
 	p = &Provenance{
@@ -82,8 +96,9 @@ func SplitProvenance(all map[string]string) (tags map[string]string, p *Provenan
 		SourceName:     all[KeySourceName],
 		SourceVersion:  all[KeySourceVersion],
 		ReplicaVersion: all[KeyReplicaVersion],
+		Synced:         all[KeySynced],
 	}
-	if t, err := time.Parse(time.RFC3339, all[KeyWritten]); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, all[KeyWritten]); err == nil {
 		p.Written = t
 	}
 	return tags, p

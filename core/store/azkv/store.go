@@ -77,17 +77,18 @@ const (
 )
 
 var limits = store.Limits{
-	NamePattern:     regexp.MustCompile(`^[0-9a-zA-Z-]+$`),
-	NameRule:        "1-127 characters, letters, digits and hyphens only (names are case-insensitive)",
-	NameMinLen:      1,
-	NameMaxLen:      127,
-	CaseInsensitive: true,
-	MaxValueBytes:   25600,
-	Binary:          store.BinaryBase64,
-	MaxTags:         15,
-	TagKeyMaxLen:    512,
-	TagValueMaxLen:  512,
-	TagRule:         "at most 15 tags per secret, keyferry's provenance entries included; names and values up to 512 characters",
+	NamePattern:        regexp.MustCompile(`^[0-9a-zA-Z-]+$`),
+	NameRule:           "1-127 characters, letters, digits and hyphens only (names are case-insensitive)",
+	NameMinLen:         1,
+	NameMaxLen:         127,
+	CaseInsensitive:    true,
+	MaxValueBytes:      25600,
+	Binary:             store.BinaryBase64,
+	MaxTags:            15,
+	TagKeyMaxLen:       512,
+	TagValueMaxLen:     512,
+	TagRule:            "at most 15 tags per secret, keyferry's provenance entries included; names and values up to 512 characters",
+	MetadataPerVersion: true,
 }
 
 // Options configure a Store.
