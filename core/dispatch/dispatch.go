@@ -21,7 +21,7 @@ type Core interface {
 
 // Report says what a call did, for the handler's log line. It never holds a value.
 type Report struct {
-	Summary string // one line, e.g. "aws/prod/db: 3 written, 1 unchanged"
+	Summary                                                 string // one line, e.g. "aws/prod/db: 3 written, 1 unchanged"
 	Written, Unchanged, Skipped, Refused, Conflicts, Failed int
 }
 

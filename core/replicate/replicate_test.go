@@ -303,13 +303,13 @@ func TestRefusalsWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"az/db-pass":   "name collision",
-		"az/big":       "26000 bytes",
-		"txt/big":      "26000 bytes",
-		"txt/bin":      "text only",
-		"txt/db/pass":  "",
-		"txt/db-pass":  "",
-		"az/bin":       "",
+		"az/db-pass":  "name collision",
+		"az/big":      "26000 bytes",
+		"txt/big":     "26000 bytes",
+		"txt/bin":     "text only",
+		"txt/db/pass": "",
+		"txt/db-pass": "",
+		"az/bin":      "",
 	}
 	for _, it := range p.Items {
 		k := it.Target.Store + "/" + it.Target.Name
