@@ -1,0 +1,116 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/keyferry/keyferry/core/audit"
+	"github.com/keyferry/keyferry/core/config"
+	"github.com/keyferry/keyferry/core/event"
+	"github.com/keyferry/keyferry/core/replicate"
+	"github.com/keyferry/keyferry/core/store"
+	"github.com/keyferry/keyferry/core/stores"
+)
+
+// Options configure New.
+type Options struct {
+	Logger   *slog.Logger           // nil: JSON lines on stderr
+	Audit    audit.Sink             // nil: JSON lines through the logger's writer (stderr)
+	Notifier replicate.Notifier     // alerts; nil: audit records and log lines only
+	Stores   map[string]store.Store // nil: opened from the configuration (no call is made until used)
+}
+
+// New returns the Core for a loaded configuration. It makes no call to any store.
+func New(ctx context.Context, cfg *config.Config, opts Options) (Core, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if opts.Audit == nil {
+		opts.Audit = audit.NewJSONSink(os.Stderr)
+	}
+	sts := opts.Stores
+	if sts == nil {
+		var err error
+		if sts, err = stores.OpenAll(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: opts.Logger, Audit: opts.Audit, Notifier: opts.Notifier})
+	if err != nil {
+		return nil, fmt.Errorf("replication rules: %w", err)
+	}
+	return &core{cfg: cfg, engine: eng}, nil
+}
+
+type core struct {
+	cfg    *config.Config
+	engine *replicate.Engine
+}
+
+func (c *core) Change(ctx context.Context, ch event.Change) (Report, error) {
+	if ch.Kind == event.KindRotate {
+		return Report{Summary: ch.String() + ": no rotation is configured; acknowledged"}, nil
+	}
+	names := Resolve(c.cfg, ch)
+	if len(names) == 0 {
+		return Report{Summary: ch.String() + ": no configured store matches; acknowledged"}, nil
+	}
+	var rep Report
+	var errs []error
+	var parts []string
+	for _, st := range names {
+		res, err := c.engine.Sync(ctx, st, ch.Name)
+		rep.add(res)
+		parts = append(parts, fmt.Sprintf("%s/%s: %s", st, ch.Name, res.Summary()))
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	rep.Summary = strings.Join(parts, "; ")
+	return rep, classify(errors.Join(errs...))
+}
+
+func (c *core) Schedule(ctx context.Context, s event.Schedule) (Report, error) {
+	var opts replicate.SweepOptions
+	switch s.Job {
+	case "", "sweep":
+		s.Job = "sweep"
+	case "deep-sweep":
+		opts.Deep = true
+	default:
+		return Report{Summary: "unknown job " + s.Job}, fmt.Errorf("unknown scheduled job %q: the jobs are sweep and deep-sweep", s.Job)
+	}
+	res, err := c.engine.Sweep(ctx, opts)
+	var rep Report
+	rep.add(res)
+	rep.Summary = fmt.Sprintf("%s: %s (%d skipped as already replicated)", s.Job, res.Summary(), res.Skipped)
+	return rep, classify(err)
+}
+
+// classify marks an error the platform should redeliver: throttling and unreachable stores.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, replicate.ErrRetryable) || errors.Is(err, store.ErrThrottled) || errors.Is(err, store.ErrUnavailable) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrRetryable, err)
+	}
+	return err
+}
+
+func (r *Report) add(res *replicate.Result) {
+	if res == nil {
+		return
+	}
+	r.Written += res.Counts[replicate.ActCreate] + res.Counts[replicate.ActUpdate] + res.Counts[replicate.ActDelete]
+	r.Unchanged += res.Counts[replicate.ActUnchanged]
+	r.Skipped += res.Counts[replicate.ActSkip] + res.Counts[replicate.ActKeep]
+	r.Refused += res.Counts[replicate.ActRefuse]
+	r.Conflicts += res.Counts[replicate.ActConflict]
+	r.Failed += len(res.Failures)
+}
