@@ -57,8 +57,11 @@ test: tools lint
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 ## short fuzzing of the decoders and the config loader
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./core/config -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(GO) test ./core/config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	for f in FuzzDecodeAWS FuzzDecodeEventGrid FuzzDecodePubSub; do \
+		$(GO) test ./core/event -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 bench: tools
 	$(GO) test ./bench/... -run '^$$' -bench . -benchtime 1x

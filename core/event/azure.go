@@ -110,7 +110,7 @@ func DecodeEventGrid(raw []byte) (Decoded, error) {
 	}
 	kind, ok := map[string]Kind{
 		"Microsoft.KeyVault.SecretNewVersionCreated": KindWrite,
-		"Microsoft.KeyVault.SecretNearExpiry":       KindRotate,
+		"Microsoft.KeyVault.SecretNearExpiry":        KindRotate,
 	}[typ]
 	if !ok {
 		if strings.HasPrefix(typ, "Microsoft.KeyVault.") {
