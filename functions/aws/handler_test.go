@@ -90,7 +90,10 @@ func TestHandlerInProcess(t *testing.T) {
 
 func TestHandlerBuildsNothingForIgnoredEvents(t *testing.T) {
 	h := newHandler()
-	h.newCore = func(context.Context) (dispatch.Core, error) { t.Fatal("core built for an ignored event"); return nil, nil }
+	h.newCore = func(context.Context) (dispatch.Core, error) {
+		t.Fatal("core built for an ignored event")
+		return nil, nil
+	}
 	h.log = slogTo(&strings.Builder{})
 	if _, err := h.Handle(context.Background(), json.RawMessage(`{"detail-type":"AWS API Call via CloudTrail","source":"aws.secretsmanager","detail":{"eventName":"TagResource"}}`)); err != nil {
 		t.Fatal(err)
