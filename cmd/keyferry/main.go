@@ -27,6 +27,9 @@ func commands() []command {
 		{"version", "print the version", runVersion},
 		{"validate", "check a configuration file: validate -f keyferry.yaml", runValidate},
 		{"stores", "work with the configured stores: stores test -f keyferry.yaml", runStores},
+		{"plan", "show what replication would do, writing nothing: plan [--output json] [--only NAME]", runPlan},
+		{"sync", "replicate now: sync [--only NAME] [--deep]", runSync},
+		{"status", "per replica: in sync, stale, conflict or refused: status [--output json]", runStatus},
 	}
 }
 

@@ -40,7 +40,7 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(good, []byte("stores:\n  local:\n    type: file\n    path: ./secrets\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errs := runCLI(t, "validate", "-f", good); code != 0 || !strings.Contains(out, "ok (1 stores)") {
+	if code, out, errs := runCLI(t, "validate", "-f", good); code != 0 || !strings.Contains(out, "ok (1 stores, 0 replication rules") {
 		t.Fatalf("valid config: %d %q %q", code, out, errs)
 	}
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyferry/keyferry/core/config"
+	"github.com/keyferry/keyferry/core/replicate"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/stores"
 )
@@ -30,7 +31,25 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d stores)\n", *file, len(cfg.Stores))
+	// Checks that need the stores' declared limits (names a target cannot hold, collisions): opening
+	// the stores makes no call.
+	sts, err := stores.OpenAll(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	limits := map[string]store.Limits{}
+	for n, s := range sts {
+		limits[n] = s.Limits()
+	}
+	if errs := replicate.Check(cfg.Replicate, limits); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "%s: %v\n", *file, e)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d stores, %d replication rules, %d notification routes)\n", *file, len(cfg.Stores),
+		len(cfg.Replicate), len(cfg.Notify))
 	return 0
 }
 
