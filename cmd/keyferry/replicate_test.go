@@ -36,7 +36,7 @@ func TestReplicationCommands(t *testing.T) {
 	var p struct {
 		Counts map[string]int `json:"counts"`
 		Items  []struct {
-			Action string `json:"action"`
+			Action string                `json:"action"`
 			Target struct{ Name string } `json:"target"`
 		} `json:"items"`
 	}
