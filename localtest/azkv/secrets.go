@@ -351,6 +351,7 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request, name string) 
 	}
 	o = s.secrets.addVersion(name, v)
 	writeJSON(w, http.StatusOK, s.secretJSON(o, v, true, true))
+	s.publish("SecretNewVersionCreated", o.Name, v)
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, name, ver string) {

@@ -58,6 +58,13 @@ type Options struct {
 	// PurgeProtection refuses purges (403), as a vault with purge protection does.
 	PurgeProtection bool
 
+	// Events, if set, receives the Event Grid events the vault's system topic would publish
+	// (Microsoft.KeyVault.SecretNewVersionCreated, in the Event Grid schema), one call per event, on its
+	// own goroutine. Like the real service, deletions publish nothing.
+	Events func(event []byte)
+	// VaultName names the vault in events (default "local").
+	VaultName string
+
 	// Authorize, if set, decides whether the caller may perform the RBAC data action (e.g.
 	// ActionGetSecret); a refusal is the service's 403 ForbiddenByRbac. Nil allows every valid token.
 	Authorize func(p Principal, action string) bool

@@ -90,7 +90,9 @@ func mkdirs(root *os.Root, dir string) error {
 			err := root.Mkdir(p, 0o700)
 			switch {
 			case err == nil:
-				if err := syncDir(root, path.Dir(p)); err != nil {
+				if err := syncDir(root, path.Dir(p)); errors.Is(err, fs.ErrNotExist) {
+					retry = true // the parent went away after the Mkdir: start again from the top
+				} else if err != nil {
 					return err
 				}
 			case errors.Is(err, fs.ErrExist):

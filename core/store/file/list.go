@@ -139,6 +139,9 @@ func (w *walker) visit(name string, out *[]string) (*frame, error) {
 	entries, err := d.ReadDir(-1)
 	_ = d.Close()
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return &frame{}, nil // removed between opening and reading it
+		}
 		return nil, err
 	}
 	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
