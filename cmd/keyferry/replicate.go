@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyferry/keyferry/core/audit"
 	"github.com/keyferry/keyferry/core/config"
+	"github.com/keyferry/keyferry/core/notify"
 	"github.com/keyferry/keyferry/core/replicate"
 	"github.com/keyferry/keyferry/core/stores"
 )
@@ -36,8 +37,13 @@ func engineFor(ctx context.Context, file string, stderr io.Writer, logs io.Write
 	if logs == nil {
 		logs = io.Discard
 	}
-	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Audit: audit.NewJSONSink(logs)})
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	notifier, err := notify.New(cfg.Notify, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", file, err)
+		return nil, nil, false
+	}
+	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: logger, Audit: audit.NewJSONSink(logs), Notifier: notifier})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return nil, nil, false

@@ -11,6 +11,7 @@ import (
 	"github.com/keyferry/keyferry/core/audit"
 	"github.com/keyferry/keyferry/core/config"
 	"github.com/keyferry/keyferry/core/event"
+	"github.com/keyferry/keyferry/core/notify"
 	"github.com/keyferry/keyferry/core/replicate"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/stores"
@@ -20,7 +21,7 @@ import (
 type Options struct {
 	Logger   *slog.Logger           // nil: JSON lines on stderr
 	Audit    audit.Sink             // nil: JSON lines through the logger's writer (stderr)
-	Notifier replicate.Notifier     // alerts; nil: audit records and log lines only
+	Notifier replicate.Notifier     // alerts; nil: the configuration's notify: routes (core/notify)
 	Stores   map[string]store.Store // nil: opened from the configuration (no call is made until used)
 }
 
@@ -38,6 +39,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (Core, error) {
 		if sts, err = stores.OpenAll(ctx, cfg); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Notifier == nil {
+		n, err := notify.New(cfg.Notify, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		opts.Notifier = n
 	}
 	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: opts.Logger, Audit: opts.Audit, Notifier: opts.Notifier})
 	if err != nil {

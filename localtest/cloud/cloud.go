@@ -13,14 +13,17 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyferry/keyferry/localtest/azkv"
+	"github.com/keyferry/keyferry/localtest/events"
 	"github.com/keyferry/keyferry/localtest/fault"
 	"github.com/keyferry/keyferry/localtest/gcp"
 	"github.com/keyferry/keyferry/localtest/moto"
 	"github.com/keyferry/keyferry/localtest/oidc"
 	"github.com/keyferry/keyferry/localtest/vault"
+	"google.golang.org/grpc"
 )
 
 // Part names.
@@ -37,6 +40,13 @@ var AllParts = []string{AWS, Azure, GCP, PubSub, Vault}
 
 // Project is the GCP project of the local cloud.
 const Project = "keyferry-local"
+
+// SecretTopic is the Pub/Sub topic the local GCP store sets on the secrets it creates; Secret Manager's
+// notifications for them are published there (when the Pub/Sub part runs).
+const SecretTopic = "projects/" + Project + "/topics/keyferry-secrets"
+
+// VaultName is the Key Vault's name in its Event Grid events.
+const VaultName = "keyferry-local"
 
 // Options configure Start.
 type Options struct {
@@ -58,6 +68,10 @@ type Cloud struct {
 	Moto     *moto.Server
 	AWSFault *fault.Layer
 	AWSProxy *fault.Proxy
+	Trail    *events.Trail // between the fault layer and moto: EventBridge events for writes
+
+	// Notifier publishes Secret Manager notifications to the Pub/Sub emulator (GCP and Pub/Sub parts).
+	Notifier *gcp.Notifier
 
 	Issuer     *oidc.Issuer
 	KeyVault   *azkv.Server
@@ -71,9 +85,25 @@ type Cloud struct {
 	VaultFault *fault.Layer
 	VaultProxy *fault.Proxy
 
-	ownDir bool
-	mu     sync.Mutex
-	stops  []func()
+	ownDir   bool
+	mu       sync.Mutex
+	stops    []func()
+	awsSink  atomic.Pointer[func([]byte)]
+	kvSink   atomic.Pointer[func([]byte)]
+	notifier atomic.Pointer[gcp.Notifier]
+}
+
+// OnAWSEvent sets where the EventBridge events of AWS writes go (a function's event source); nil drops
+// them, as an account without rules does.
+func (c *Cloud) OnAWSEvent(f func(event []byte)) { c.awsSink.Store(&f) }
+
+// OnAzureEvent sets where the Key Vault's Event Grid events go; nil drops them.
+func (c *Cloud) OnAzureEvent(f func(event []byte)) { c.kvSink.Store(&f) }
+
+func deliver(p *atomic.Pointer[func([]byte)], ev []byte) {
+	if f := p.Load(); f != nil && *f != nil {
+		(*f)(ev)
+	}
 }
 
 // Start starts the requested parts concurrently. If any part fails, everything already started is
@@ -134,6 +164,12 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		c.Stop()
 		return nil, err
 	}
+	if c.SecretManager != nil && c.PubSub != nil {
+		if err := c.startNotifications(ctx); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("local cloud: Secret Manager notifications: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -164,13 +200,18 @@ func (c *Cloud) startAWS(ctx context.Context, scale float64) error {
 		return err
 	}
 	c.onStop(func() { _ = m.Stop() })
+	tr, err := events.StartTrail(m.URL, func(ev []byte) { deliver(&c.awsSink, ev) })
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = tr.Close() })
 	l := fault.New(scale, 1)
-	p, err := l.Proxy(fault.AWS, m.URL)
+	p, err := l.Proxy(fault.AWS, tr.URL)
 	if err != nil {
 		return err
 	}
 	c.onStop(func() { _ = p.Close() })
-	c.Moto, c.AWSFault, c.AWSProxy = m, l, p
+	c.Moto, c.AWSFault, c.AWSProxy, c.Trail = m, l, p, tr
 	return nil
 }
 
@@ -181,7 +222,8 @@ func (c *Cloud) startAzure(scale float64) error {
 	}
 	c.onStop(func() { _ = iss.Close() })
 	l := fault.New(scale, 2)
-	kv, err := azkv.Start(azkv.Options{Faults: l, Issuer: iss})
+	kv, err := azkv.Start(azkv.Options{Faults: l, Issuer: iss, VaultName: VaultName,
+		Events: func(ev []byte) { deliver(&c.kvSink, ev) }})
 	if err != nil {
 		return err
 	}
@@ -195,12 +237,33 @@ func (c *Cloud) startAzure(scale float64) error {
 
 func (c *Cloud) startGCP(scale float64) error {
 	l := fault.New(scale, 3)
-	sm, err := gcp.StartSecretManager(gcp.SecretManagerOptions{Fault: l})
+	notify := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if n := c.notifier.Load(); n != nil {
+			return n.Interceptor(ctx, req, info, h)
+		}
+		return h(ctx, req)
+	}
+	sm, err := gcp.StartSecretManager(gcp.SecretManagerOptions{Fault: l, Interceptors: []grpc.UnaryServerInterceptor{notify}})
 	if err != nil {
 		return err
 	}
 	c.onStop(sm.Stop)
 	c.SecretManager, c.GCPFault = sm, l
+	return nil
+}
+
+// startNotifications connects Secret Manager to the Pub/Sub emulator and creates SecretTopic.
+func (c *Cloud) startNotifications(ctx context.Context) error {
+	n, err := gcp.NewNotifier(ctx, c.PubSub.Host(), Project, nil)
+	if err != nil {
+		return err
+	}
+	c.onStop(func() { _ = n.Close() })
+	if err := n.CreateTopic(ctx, SecretTopic); err != nil {
+		return err
+	}
+	c.Notifier = n
+	c.notifier.Store(n)
 	return nil
 }
 
@@ -248,6 +311,9 @@ func (c *Cloud) Config() string {
 	}
 	if c.SecretManager != nil {
 		fmt.Fprintf(&b, "  gcp:\n    type: gcp-secretmanager\n    project: %s\n    local: true\n    endpoint: http://%s\n", Project, c.SecretManager.Addr())
+		if c.Notifier != nil {
+			fmt.Fprintf(&b, "    topics: [%s]\n", SecretTopic)
+		}
 	}
 	if c.VaultProxy != nil {
 		fmt.Fprintf(&b, "  vault:\n    type: vault-kv\n    address: %s\n    mount: secret\n    local: true\n", c.VaultProxy.URL)
