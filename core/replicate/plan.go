@@ -357,6 +357,13 @@ func (e *Engine) failures(u *unit, it *Item, err error) {
 
 func (e *Engine) decide(it *Item, src Origin) {
 	tgt := it.tgtMeta
+	if src.Store != it.Source.Store && e.reaches(src, it.Target) && (tgt == nil || !e.sameOrigin(originOf(it.Target.Store, *tgt), src)) {
+		// The source is itself a replica, and the store the value came from replicates it to this target
+		// directly: that copy is the origin's to make (its event or its sweep), so two functions never race
+		// to write the same value twice.
+		it.Action, it.Reason = ActSkip, "left to the rules of "+src.Store+", where this value came from"
+		return
+	}
 	if tgt == nil {
 		it.Action, it.Reason = ActCreate, "the target does not exist"
 		if it.tgtGone {
@@ -395,6 +402,27 @@ func (e *Engine) decide(it *Item, src Origin) {
 			it.Action, it.Reason = ActConflict, why+": nothing written (on_conflict: alert)"
 		}
 	}
+}
+
+// reaches reports whether a rule of the origin's store replicates the origin's secret to exactly this
+// target. Rules that filter on tags are not counted: the origin's tags are not known here.
+func (e *Engine) reaches(o Origin, t Ref) bool {
+	for _, r := range e.rules {
+		if r.From.Store != o.Store || len(r.From.Tags) > 0 || len(r.From.ExcludeTags) > 0 || !r.selectsName(o.Name) {
+			continue
+		}
+		for ti, tt := range r.To {
+			if tt.Store != t.Store {
+				continue
+			}
+			lim := e.stores[t.Store].Limits()
+			name, err := renderName(r.names[ti], t.Store, o.Store, o.Name, lim)
+			if err == nil && lim.CanonicalName(name) == lim.CanonicalName(t.Name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lineage reports whether the source's (stale) provenance says it was copied from exactly the target's

@@ -557,3 +557,27 @@ func TestStatus(t *testing.T) {
 		t.Error("status read a value")
 	}
 }
+
+// TestReplicaLeavesOriginTargetsAlone: a replica's own event does not copy the value on to a store that
+// the value's origin replicates to directly (two functions would race to write it twice); a store that
+// only the replica reaches still gets it.
+func TestReplicaLeavesOriginTargetsAlone(t *testing.T) {
+	f := newFixture(t, []Rule{mkRule("a-to-b", "a", "b")}, "a", "b", "c", "d")
+	f.write("a", "db", "forward-canary")
+	f.sync("a", "db") // b now holds a replica whose origin is a
+	f.build([]Rule{mkRule("a-out", "a", "b", "c"), mkRule("b-out", "b", "c", "d")})
+	p, err := f.eng.Plan(ctx, Scope{Store: "b", Name: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Action{}
+	for _, it := range p.Items {
+		got[it.Target.Store] = it.Action
+		if it.Target.Store == "c" && !strings.Contains(it.Reason, "left to the rules of a") {
+			t.Errorf("c: reason %q", it.Reason)
+		}
+	}
+	if got["c"] != ActSkip || got["d"] != ActCreate {
+		t.Fatalf("plan from the replica in b: %v, want c skipped (a reaches it) and d created", got)
+	}
+}
