@@ -23,6 +23,10 @@ type Rule struct {
 	// A call finding it empty is throttled. Rate 0 means no quota.
 	Rate  float64
 	Burst int
+	// Bucket, when set, makes every rule with the same Bucket draw from one token bucket: a quota shared
+	// by several APIs (GCP's per-project write quota, Secrets Manager's combined 50 TPS). The first such
+	// rule's Rate and Burst size it. Empty: one bucket per API the rule matches.
+	Bucket string
 
 	Throttle    float64       // probability of an injected throttle
 	ServerError float64       // probability of an injected 5xx / UNAVAILABLE
@@ -99,6 +103,9 @@ func (l *Layer) Decide(api string) (Outcome, Rule) {
 		hit = r
 		if r.Rate > 0 {
 			key := string(rune('A'+i)) + api
+			if r.Bucket != "" {
+				key = "bucket:" + r.Bucket
+			}
 			b := l.buckets[key]
 			if b == nil {
 				burst := float64(max(r.Burst, 1))

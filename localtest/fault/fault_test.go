@@ -115,6 +115,37 @@ func TestQuotaTokenBucket(t *testing.T) {
 	}
 }
 
+// TestSharedBucket: rules naming one Bucket draw from one quota, as GCP's per-project write quota covers
+// CreateSecret and AddSecretVersion together; a rule without a Bucket keeps one bucket per API.
+func TestSharedBucket(t *testing.T) {
+	l := New(1, 1)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	l.SetRules(Rule{API: "secretmanager:CreateSecret", Rate: 4, Burst: 4, Bucket: "write"},
+		Rule{API: "secretmanager:AddSecretVersion", Rate: 4, Burst: 4, Bucket: "write"},
+		Rule{API: "secretmanager:Get*", Rate: 2, Burst: 2})
+	pass := 0
+	for i := 0; i < 4; i++ {
+		for _, api := range []string{"secretmanager:CreateSecret", "secretmanager:AddSecretVersion"} {
+			if out, _ := l.Decide(api); out == Pass {
+				pass++
+			}
+		}
+	}
+	if pass != 4 {
+		t.Fatalf("shared bucket: %d of 8 writes passed, want 4", pass)
+	}
+	pass = 0
+	for _, api := range []string{"secretmanager:GetSecret", "secretmanager:GetSecret", "secretmanager:GetSecretVersion", "secretmanager:GetSecretVersion"} {
+		if out, _ := l.Decide(api); out == Pass {
+			pass++
+		}
+	}
+	if pass != 4 {
+		t.Fatalf("per-API buckets: %d of 4 reads passed, want 4 (2 per API)", pass)
+	}
+}
+
 func TestInjectedRates(t *testing.T) {
 	l := New(1, 42)
 	l.SetRules(Rule{API: "*", Throttle: 0.2, ServerError: 0.1})
