@@ -1,7 +1,9 @@
 // Command localcloud runs keyferry's local cloud.
 //
 //	localcloud demo   start the local cloud, write and read back a secret in every store through keyferry's
-//	                  adapters (opened from a generated keyferry.yaml), print a table, stop everything
+//	                  adapters (opened from a generated keyferry.yaml), then deploy the three functions on
+//	                  it and show a change made in each cloud reaching the others through them, and a
+//	                  foreign write to a replica being alerted; print tables, stop everything
 //	localcloud up     start the local cloud, print its keyferry.yaml and environment, run until Ctrl-C
 //
 // Every server binds 127.0.0.1 and is stopped by its PID on exit, also on Ctrl-C.
@@ -26,6 +28,16 @@ import (
 	"github.com/keyferry/keyferry/core/stores"
 	"github.com/keyferry/keyferry/localtest/cloud"
 )
+
+// demoRules replicate between the three clouds both ways, and guard one secret with on_conflict: alert.
+const demoRules = `replicate:
+  - {name: from-aws, from: {store: aws, match: ["demo-*"]}, to: [azure, gcp, vault]}
+  - {name: from-azure, from: {store: azure, match: ["demo-*"]}, to: [aws, gcp, vault]}
+  - {name: from-gcp, from: {store: gcp, match: ["demo-*"]}, to: [aws, azure, vault]}
+  - {name: guarded, from: {store: aws, match: ["guarded-*"]}, to: [vault], on_conflict: alert}
+notify:
+  - {type: log}
+`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -131,8 +143,8 @@ func demo(ctx context.Context, out io.Writer) error {
 	if failed > 0 {
 		return fmt.Errorf("%d stores failed the round trip", failed)
 	}
-	fmt.Fprintf(out, "wrote and read back %q in %d stores; values are never printed\n", name, len(cfg.Stores))
-	return nil
+	fmt.Fprintf(out, "wrote and read back %q in %d stores; values are never printed\n\n", name, len(cfg.Stores))
+	return replicationDemo(ctx, out, c)
 }
 
 type result struct {
