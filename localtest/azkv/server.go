@@ -10,9 +10,15 @@
 // apply quotas, inject throttling and read per-API call counters. The emulator logs one line per
 // request (method, path, status) to a buffer (Logs); it never logs bodies, values, tokens or queries.
 //
-// The object model (objects.go) is generic over the object kind, so keys and certificates can be added
-// beside secrets. Messages marked "verified" in the source were checked against recorded service
-// responses; the others follow the service's shape with wording of our own.
+// The object model (objects.go) is generic over the object kind, and certificates and keys sit beside
+// secrets with the same versions, paging and soft-delete lifecycle, so azcertificates and azkeys work
+// against the emulator too: keys (keys.go) are EC and RSA keys created in the vault, read back as public
+// JWKs and used to sign and verify, their private halves never leaving it; certificates
+// (certificates.go) are imported from PKCS#12 or PEM, each version backed, as in the service, by a
+// managed secret holding the private key and a managed key of the same name and version.
+//
+// Messages marked "verified" in the source were checked against recorded service responses; the others
+// follow the service's shape with wording of our own.
 package azkv
 
 import (
@@ -87,6 +93,25 @@ const (
 	ActionPurgeSecret   = "Microsoft.KeyVault/vaults/secrets/purge/action"
 )
 
+// RBAC data actions of the certificates and keys APIs (reading covers listing and deleted objects).
+const (
+	ActionReadCertificate    = "Microsoft.KeyVault/vaults/certificates/read"
+	ActionImportCertificate  = "Microsoft.KeyVault/vaults/certificates/import/action"
+	ActionUpdateCertificate  = "Microsoft.KeyVault/vaults/certificates/update/action"
+	ActionDeleteCertificate  = "Microsoft.KeyVault/vaults/certificates/delete"
+	ActionRecoverCertificate = "Microsoft.KeyVault/vaults/certificates/recover/action"
+	ActionPurgeCertificate   = "Microsoft.KeyVault/vaults/certificates/purge/action"
+
+	ActionReadKey    = "Microsoft.KeyVault/vaults/keys/read"
+	ActionCreateKey  = "Microsoft.KeyVault/vaults/keys/create/action"
+	ActionUpdateKey  = "Microsoft.KeyVault/vaults/keys/update/action"
+	ActionDeleteKey  = "Microsoft.KeyVault/vaults/keys/delete"
+	ActionRecoverKey = "Microsoft.KeyVault/vaults/keys/recover/action"
+	ActionPurgeKey   = "Microsoft.KeyVault/vaults/keys/purge/action"
+	ActionSignKey    = "Microsoft.KeyVault/vaults/keys/sign/action"
+	ActionVerifyKey  = "Microsoft.KeyVault/vaults/keys/verify/action"
+)
+
 // MaxSecretValueChars is the service's secret value limit, in characters (UTF-16 code units). Beyond it
 // the service answers 400 BadParameter "Secret is beyond the maximum permitted length of 25600
 // characters." with inner error SecretTooLarge.
@@ -116,13 +141,15 @@ type Server struct {
 
 	mu       sync.Mutex
 	secrets  *collection[secretPayload]
+	kinds    *kindStore // keys and certificates
 	statuses map[int]int64
 }
 
 // Start serves a new, empty vault over HTTPS on a free 127.0.0.1 port.
 func Start(opts Options) (*Server, error) {
 	s := &Server{opts: opts, faults: opts.Faults, verifier: opts.Verifier, authority: opts.Authority, ca: opts.CA,
-		logs: &oidc.LogBuffer{}, secrets: newCollection[secretPayload](), statuses: map[int]int64{}}
+		logs: &oidc.LogBuffer{}, secrets: newCollection[secretPayload](),
+		kinds: &kindStore{keys: newCollection[keyPayload](), certs: newCollection[certPayload]()}, statuses: map[int]int64{}}
 	if s.faults == nil {
 		s.faults = fault.New(1, 1)
 	}
@@ -340,9 +367,20 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	switch strings.ToLower(seg[0]) {
 	case "secrets":
+		if s.managedSecretRequest(w, r, seg[1:]) { // a certificate's secret (certificates.go)
+			return
+		}
 		s.routeSecrets(w, r, seg[1:])
 	case "deletedsecrets":
 		s.routeDeletedSecrets(w, r, seg[1:])
+	case "certificates":
+		s.routeCertificates(w, r, seg[1:])
+	case "deletedcertificates":
+		s.routeDeletedCertificates(w, r, seg[1:])
+	case "keys":
+		s.routeKeys(w, r, seg[1:])
+	case "deletedkeys":
+		s.routeDeletedKeys(w, r, seg[1:])
 	default:
 		writeError(w, http.StatusNotImplemented, "NotImplemented", "",
 			"The local Key Vault emulator does not implement %s /%s.", r.Method, seg[0])
