@@ -124,7 +124,7 @@ func (e *Engine) applyUnit(ctx context.Context, u *unit, res *Result) {
 		}
 		e.planUnit(ctx, u, true)
 	}
-	if !u.failed && !u.missing {
+	if !u.failed && !u.missing && u.only == nil && !e.covered(u) {
 		u.markErr = e.mark(ctx, u, res)
 	}
 }
@@ -186,7 +186,7 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 		e.audit.Record(ctx, e.record(it, "conflict", it.Reason))
 		e.log.WarnContext(ctx, "foreign write to a replica", "rule", it.Rule, "source", it.Source.String(),
 			"target", it.Target.String(), "reason", it.Reason)
-		if e.opts.Notifier != nil {
+		if e.opts.Notifier != nil && e.alerted.first(it.Rule+"\x00"+it.Source.String()+"\x00"+it.Target.String()) {
 			a := Alert{Kind: "replication.conflict", Time: e.opts.Now().UTC(), Rule: it.Rule,
 				SourceStore: it.Source.Store, SourceName: it.Source.Name, SourceVersion: it.Source.Version,
 				TargetStore: it.Target.Store, TargetName: it.Target.Name, TargetVersion: it.Target.Version, Reason: it.Reason}
@@ -269,7 +269,11 @@ func (e *Engine) Sync(ctx context.Context, storeName, secretName string) (*Resul
 				self = &md
 			}
 			for _, cand := range e.candidates(ctx, r, ti, storeName, secretName, *self) {
-				add(e.sources(ctx, Scope{Store: r.From.Store, Name: cand, Rules: []string{r.Name}}, false))
+				us, fails := e.sources(ctx, Scope{Store: r.From.Store, Name: cand, Rules: []string{r.Name}}, false)
+				for _, u := range us {
+					u.only = &Ref{Store: storeName, Name: secretName}
+				}
+				add(us, fails)
 			}
 		}
 	}

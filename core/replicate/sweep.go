@@ -35,7 +35,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (*Result, error) 
 	var todo []*unit
 	for _, u := range units {
 		if !opts.Deep && !u.missing {
-			if marked, known := u.marked(e.stores[u.store].Limits()); known && marked {
+			if marked, known := u.marked(e.stores[u.store].Limits()); known && marked || e.covered(u) {
 				res.Skipped++
 				continue
 			}
