@@ -154,7 +154,9 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 		var md store.Metadata
 		var err error
 		atomic.AddInt64(&res.Calls, 1)
-		if cas, ok := tgt.(store.CompareAndSwapper); ok && !it.tgtGone {
+		if cr, ok := tgt.(store.Creator); ok && it.tgtMeta == nil && !it.tgtGone {
+			md, err = cr.Create(ctx, it.Target.Name, it.value, opts)
+		} else if cas, ok := tgt.(store.CompareAndSwapper); ok && !it.tgtGone {
 			expect := ""
 			if it.tgtMeta != nil {
 				expect = it.tgtMeta.Version
@@ -207,7 +209,8 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 // always planned).
 func (e *Engine) mark(ctx context.Context, u *unit, res *Result) error {
 	mu, ok := e.stores[u.store].(store.MetadataUpdater)
-	if !ok || u.meta.Version == "" {
+	sm, marker := e.stores[u.store].(store.SyncMarker)
+	if !ok && !marker || u.meta.Version == "" {
 		return nil
 	}
 	want := u.meta.Version + "/" + u.fingerprint()
@@ -220,7 +223,13 @@ func (e *Engine) mark(ctx context.Context, u *unit, res *Result) error {
 	}
 	p.Synced = want
 	atomic.AddInt64(&res.Calls, 1)
-	if err := mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p); err != nil {
+	var err error
+	if marker {
+		err = sm.MarkSynced(ctx, u.name, want)
+	} else {
+		err = mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p)
+	}
+	if err != nil {
 		// Not a failure of replication: the next sweep plans this source again.
 		e.log.WarnContext(ctx, "cannot mark the source as replicated", "source", Ref{u.store, u.name, u.meta.Version}.String(),
 			"error", reason(err))
