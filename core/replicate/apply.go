@@ -154,17 +154,20 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 		var md store.Metadata
 		var err error
 		atomic.AddInt64(&res.Calls, 1)
-		if cr, ok := tgt.(store.Creator); ok && it.tgtMeta == nil && !it.tgtGone {
-			md, err = cr.Create(ctx, it.Target.Name, it.value, opts)
-		} else if cas, ok := tgt.(store.CompareAndSwapper); ok && !it.tgtGone {
-			expect := ""
-			if it.tgtMeta != nil {
-				expect = it.tgtMeta.Version
+		err = e.gated(ctx, it.Target.Store, func() (err error) {
+			if cr, ok := tgt.(store.Creator); ok && it.tgtMeta == nil && !it.tgtGone {
+				md, err = cr.Create(ctx, it.Target.Name, it.value, opts)
+			} else if cas, ok := tgt.(store.CompareAndSwapper); ok && !it.tgtGone {
+				expect := ""
+				if it.tgtMeta != nil {
+					expect = it.tgtMeta.Version
+				}
+				md, err = cas.PutIf(ctx, it.Target.Name, it.value, opts, expect)
+			} else {
+				md, err = tgt.Put(ctx, it.Target.Name, it.value, opts)
 			}
-			md, err = cas.PutIf(ctx, it.Target.Name, it.value, opts, expect)
-		} else {
-			md, err = tgt.Put(ctx, it.Target.Name, it.value, opts)
-		}
+			return err
+		})
 		if err != nil {
 			if errors.Is(err, store.ErrAlreadyExists) {
 				return &store.Error{Kind: store.ErrConflict, Store: it.Target.Store, Name: it.Target.Name, Detail: "created concurrently", Err: err}
@@ -223,12 +226,12 @@ func (e *Engine) mark(ctx context.Context, u *unit, res *Result) error {
 	}
 	p.Synced = want
 	atomic.AddInt64(&res.Calls, 1)
-	var err error
-	if marker {
-		err = sm.MarkSynced(ctx, u.name, want)
-	} else {
-		err = mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p)
-	}
+	err := e.gated(ctx, u.store, func() error {
+		if marker {
+			return sm.MarkSynced(ctx, u.name, want)
+		}
+		return mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p)
+	})
 	if err != nil {
 		// Not a failure of replication: the next sweep plans this source again.
 		e.log.WarnContext(ctx, "cannot mark the source as replicated", "source", Ref{u.store, u.name, u.meta.Version}.String(),

@@ -69,6 +69,8 @@ type Engine struct {
 	// alerted remembers the conflicts recently alerted, so the several events one change causes (and
 	// redeliveries) publish one alert, not one each. Audit records are still written every time.
 	alerted *recent
+	// gates pace the calls to each store after it throttles (see gate.go).
+	gates map[string]*gate
 }
 
 // recent is a small set of keys, each forgotten after ttl; the oldest go first when it is full.
@@ -129,8 +131,10 @@ func New(rules []Rule, stores map[string]store.Store, opts Options) (*Engine, er
 		backoffBase: 100 * time.Millisecond,
 		alerted:     &recent{ttl: time.Hour, max: 4096, seen: map[string]time.Time{}, now: opts.Now}}
 	limits := map[string]store.Limits{}
+	e.gates = map[string]*gate{}
 	for n, s := range stores {
 		limits[n] = s.Limits()
+		e.gates[n] = &gate{}
 	}
 	if errs := Check(rules, limits); len(errs) > 0 {
 		return nil, errors.Join(errs...)

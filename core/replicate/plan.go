@@ -332,7 +332,8 @@ func (e *Engine) planUnit(ctx context.Context, u *unit, withValues bool) {
 				it.Action, it.Reason = ActRefuse, "the target cannot hold this name: "+reason(err)
 				continue
 			}
-			md, err := tgt.Describe(ctx, name)
+			var md store.Metadata
+			err = e.gated(ctx, t.Store, func() (err error) { md, err = tgt.Describe(ctx, name); return err })
 			switch {
 			case err == nil:
 				it.tgtMeta = &md
@@ -495,7 +496,8 @@ func (e *Engine) loadValue(ctx context.Context, u *unit) {
 	if !need {
 		return
 	}
-	sec, err := e.stores[u.store].Get(ctx, u.name)
+	var sec store.Secret
+	err := e.gated(ctx, u.store, func() (err error) { sec, err = e.stores[u.store].Get(ctx, u.name); return err })
 	if err != nil {
 		for _, it := range u.items {
 			if it.Action == ActCreate || it.Action == ActUpdate {

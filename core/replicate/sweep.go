@@ -203,7 +203,6 @@ type aimd struct {
 	limit   float64
 	max     float64
 	inUse   int
-	pausedT time.Time
 }
 
 func newAIMD(max int) *aimd {
@@ -218,15 +217,9 @@ func newAIMD(max int) *aimd {
 func (a *aimd) acquire(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for float64(a.inUse) >= a.limit || time.Now().Before(a.pausedT) {
+	for float64(a.inUse) >= a.limit {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if wait := time.Until(a.pausedT); wait > 0 {
-			a.mu.Unlock()
-			time.Sleep(min(wait, 50*time.Millisecond))
-			a.mu.Lock()
-			continue
 		}
 		a.cond.Wait()
 	}
@@ -239,11 +232,9 @@ func (a *aimd) release(err error) {
 	defer a.mu.Unlock()
 	a.inUse--
 	if errors.Is(err, store.ErrThrottled) {
+		// Halve the concurrency; the throttling store's own gate makes its callers wait out Retry-After,
+		// so the other stores are not paused with it.
 		a.limit = max(1, a.limit/2)
-		var se *store.Error
-		if errors.As(err, &se) && se.RetryAfter > 0 {
-			a.pausedT = time.Now().Add(se.RetryAfter)
-		}
 	} else if err == nil {
 		a.limit = min(a.max, a.limit+1/a.limit)
 	}
