@@ -198,11 +198,11 @@ func (e *Engine) orphans(ctx context.Context, units []*unit, res *Result) []*uni
 // aimd is an adaptive concurrency limit: additive increase while calls succeed, multiplicative decrease
 // on throttling.
 type aimd struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	limit   float64
-	max     float64
-	inUse   int
+	mu    sync.Mutex
+	cond  *sync.Cond
+	limit float64
+	max   float64
+	inUse int
 }
 
 func newAIMD(max int) *aimd {
