@@ -340,3 +340,27 @@ func (e *Engine) candidates(ctx context.Context, r *rule, ti int, target, name s
 	}
 	return out
 }
+
+// Replicas returns the replicas the rules keep of the secret storeName/secretName (rendered target names;
+// refused names left out), reading only the source's metadata. Rotation uses it to land a new value in
+// every replica before promoting it.
+func (e *Engine) Replicas(ctx context.Context, storeName, secretName string) ([]Ref, error) {
+	src, ok := e.stores[storeName]
+	if !ok {
+		return nil, fmt.Errorf("store %q is not configured", storeName)
+	}
+	md, err := src.Describe(ctx, secretName)
+	if err != nil {
+		return nil, err
+	}
+	var out []Ref
+	for _, r := range e.rulesFor(storeName, md) {
+		for ti, t := range r.To {
+			name, err := renderName(r.names[ti], t.Store, storeName, secretName, e.stores[t.Store].Limits())
+			if err == nil {
+				out = append(out, Ref{Store: t.Store, Name: name})
+			}
+		}
+	}
+	return out, nil
+}
