@@ -124,7 +124,7 @@ func (e *Engine) applyUnit(ctx context.Context, u *unit, res *Result) {
 		}
 		e.planUnit(ctx, u, true)
 	}
-	if !u.failed && !u.missing {
+	if !u.failed && !u.missing && u.only == nil && !e.covered(u) {
 		u.markErr = e.mark(ctx, u, res)
 	}
 }
@@ -154,15 +154,20 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 		var md store.Metadata
 		var err error
 		atomic.AddInt64(&res.Calls, 1)
-		if cas, ok := tgt.(store.CompareAndSwapper); ok && !it.tgtGone {
-			expect := ""
-			if it.tgtMeta != nil {
-				expect = it.tgtMeta.Version
+		err = e.gated(ctx, it.Target.Store, func() (err error) {
+			if cr, ok := tgt.(store.Creator); ok && it.tgtMeta == nil && !it.tgtGone {
+				md, err = cr.Create(ctx, it.Target.Name, it.value, opts)
+			} else if cas, ok := tgt.(store.CompareAndSwapper); ok && !it.tgtGone {
+				expect := ""
+				if it.tgtMeta != nil {
+					expect = it.tgtMeta.Version
+				}
+				md, err = cas.PutIf(ctx, it.Target.Name, it.value, opts, expect)
+			} else {
+				md, err = tgt.Put(ctx, it.Target.Name, it.value, opts)
 			}
-			md, err = cas.PutIf(ctx, it.Target.Name, it.value, opts, expect)
-		} else {
-			md, err = tgt.Put(ctx, it.Target.Name, it.value, opts)
-		}
+			return err
+		})
 		if err != nil {
 			if errors.Is(err, store.ErrAlreadyExists) {
 				return &store.Error{Kind: store.ErrConflict, Store: it.Target.Store, Name: it.Target.Name, Detail: "created concurrently", Err: err}
@@ -186,7 +191,7 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 		e.audit.Record(ctx, e.record(it, "conflict", it.Reason))
 		e.log.WarnContext(ctx, "foreign write to a replica", "rule", it.Rule, "source", it.Source.String(),
 			"target", it.Target.String(), "reason", it.Reason)
-		if e.opts.Notifier != nil {
+		if e.opts.Notifier != nil && e.alerted.first(it.Rule+"\x00"+it.Source.String()+"\x00"+it.Target.String()) {
 			a := Alert{Kind: "replication.conflict", Time: e.opts.Now().UTC(), Rule: it.Rule,
 				SourceStore: it.Source.Store, SourceName: it.Source.Name, SourceVersion: it.Source.Version,
 				TargetStore: it.Target.Store, TargetName: it.Target.Name, TargetVersion: it.Target.Version, Reason: it.Reason}
@@ -207,7 +212,8 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 // always planned).
 func (e *Engine) mark(ctx context.Context, u *unit, res *Result) error {
 	mu, ok := e.stores[u.store].(store.MetadataUpdater)
-	if !ok || u.meta.Version == "" {
+	sm, marker := e.stores[u.store].(store.SyncMarker)
+	if !ok && !marker || u.meta.Version == "" {
 		return nil
 	}
 	want := u.meta.Version + "/" + u.fingerprint()
@@ -220,7 +226,13 @@ func (e *Engine) mark(ctx context.Context, u *unit, res *Result) error {
 	}
 	p.Synced = want
 	atomic.AddInt64(&res.Calls, 1)
-	if err := mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p); err != nil {
+	err := e.gated(ctx, u.store, func() error {
+		if marker {
+			return sm.MarkSynced(ctx, u.name, want)
+		}
+		return mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p)
+	})
+	if err != nil {
 		// Not a failure of replication: the next sweep plans this source again.
 		e.log.WarnContext(ctx, "cannot mark the source as replicated", "source", Ref{u.store, u.name, u.meta.Version}.String(),
 			"error", reason(err))
@@ -269,7 +281,11 @@ func (e *Engine) Sync(ctx context.Context, storeName, secretName string) (*Resul
 				self = &md
 			}
 			for _, cand := range e.candidates(ctx, r, ti, storeName, secretName, *self) {
-				add(e.sources(ctx, Scope{Store: r.From.Store, Name: cand, Rules: []string{r.Name}}, false))
+				us, fails := e.sources(ctx, Scope{Store: r.From.Store, Name: cand, Rules: []string{r.Name}}, false)
+				for _, u := range us {
+					u.only = &Ref{Store: storeName, Name: secretName}
+				}
+				add(us, fails)
 			}
 		}
 	}
@@ -323,4 +339,28 @@ func (e *Engine) candidates(ctx context.Context, r *rule, ti int, target, name s
 		}
 	}
 	return out
+}
+
+// Replicas returns the replicas the rules keep of the secret storeName/secretName (rendered target names;
+// refused names left out), reading only the source's metadata. Rotation uses it to land a new value in
+// every replica before promoting it.
+func (e *Engine) Replicas(ctx context.Context, storeName, secretName string) ([]Ref, error) {
+	src, ok := e.stores[storeName]
+	if !ok {
+		return nil, fmt.Errorf("store %q is not configured", storeName)
+	}
+	md, err := src.Describe(ctx, secretName)
+	if err != nil {
+		return nil, err
+	}
+	var out []Ref
+	for _, r := range e.rulesFor(storeName, md) {
+		for ti, t := range r.To {
+			name, err := renderName(r.names[ti], t.Store, storeName, secretName, e.stores[t.Store].Limits())
+			if err == nil {
+				out = append(out, Ref{Store: t.Store, Name: name})
+			}
+		}
+	}
+	return out, nil
 }

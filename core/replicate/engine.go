@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -65,6 +66,39 @@ type Engine struct {
 	peers map[string]map[string]bool
 	// backoffBase is the first retry delay of a sweep (doubling per attempt).
 	backoffBase time.Duration
+	// alerted remembers the conflicts recently alerted, so the several events one change causes (and
+	// redeliveries) publish one alert, not one each. Audit records are still written every time.
+	alerted *recent
+	// gates pace the calls to each store after it throttles (see gate.go).
+	gates map[string]*gate
+}
+
+// recent is a small set of keys, each forgotten after ttl; the oldest go first when it is full.
+type recent struct {
+	mu   sync.Mutex
+	ttl  time.Duration
+	max  int
+	seen map[string]time.Time
+	now  func() time.Time
+}
+
+// first reports whether key was not seen within ttl, and records it.
+func (r *recent) first(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if t, ok := r.seen[key]; ok && now.Sub(t) < r.ttl {
+		return false
+	}
+	if len(r.seen) >= r.max {
+		for k, t := range r.seen {
+			if now.Sub(t) >= r.ttl || len(r.seen) >= r.max {
+				delete(r.seen, k)
+			}
+		}
+	}
+	r.seen[key] = now
+	return true
 }
 
 // rule is a Rule compiled.
@@ -94,10 +128,13 @@ func New(rules []Rule, stores map[string]store.Store, opts Options) (*Engine, er
 		opts.MaxAttempts = 12
 	}
 	e := &Engine{stores: stores, opts: opts, log: opts.Logger, audit: opts.Audit, peers: map[string]map[string]bool{},
-		backoffBase: 100 * time.Millisecond}
+		backoffBase: 100 * time.Millisecond,
+		alerted:     &recent{ttl: time.Hour, max: 4096, seen: map[string]time.Time{}, now: opts.Now}}
 	limits := map[string]store.Limits{}
+	e.gates = map[string]*gate{}
 	for n, s := range stores {
 		limits[n] = s.Limits()
+		e.gates[n] = &gate{}
 	}
 	if errs := Check(rules, limits); len(errs) > 0 {
 		return nil, errors.Join(errs...)

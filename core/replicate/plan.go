@@ -132,6 +132,10 @@ type unit struct {
 	items   []*Item
 	failed  bool
 	markErr error // the Synced mark could not be written (the sweep retries; replication itself succeeded)
+	// only, when set, limits planning to the one target it names: the unit was found because that replica
+	// changed, and only that replica is this unit's business (the source's own event or sweep handles
+	// its other targets, so two functions never race for them). A partial unit is never marked.
+	only *Ref
 }
 
 // Scope narrows planning. The zero value is everything.
@@ -318,12 +322,18 @@ func (e *Engine) planUnit(ctx context.Context, u *unit, withValues bool) {
 			u.items = append(u.items, it)
 			tgt := e.stores[t.Store]
 			name, err := renderName(r.names[ti], t.Store, u.store, u.name, tgt.Limits())
+			if u.only != nil && (t.Store != u.only.Store || err != nil ||
+				tgt.Limits().CanonicalName(name) != tgt.Limits().CanonicalName(u.only.Name)) {
+				u.items = u.items[:len(u.items)-1]
+				continue
+			}
 			it.Target.Name = name
 			if err != nil {
 				it.Action, it.Reason = ActRefuse, "the target cannot hold this name: "+reason(err)
 				continue
 			}
-			md, err := tgt.Describe(ctx, name)
+			var md store.Metadata
+			err = e.gated(ctx, t.Store, func() (err error) { md, err = tgt.Describe(ctx, name); return err })
 			switch {
 			case err == nil:
 				it.tgtMeta = &md
@@ -404,6 +414,31 @@ func (e *Engine) decide(it *Item, src Origin) {
 	}
 }
 
+// covered reports whether the unit's source is a clean replica whose origin store replicates the value to
+// every target of the unit's rules (or is that target): then nothing is this replica's to forward, and a
+// sweep can skip it without a Synced mark.
+func (e *Engine) covered(u *unit) bool {
+	if u.missing || !clean(u.meta) {
+		return false
+	}
+	o := originOf(u.store, u.meta)
+	if o.Store == u.store {
+		return false
+	}
+	for _, r := range u.rules {
+		for ti, t := range r.To {
+			if t.Store == o.Store {
+				continue
+			}
+			name, err := renderName(r.names[ti], t.Store, u.store, u.name, e.stores[t.Store].Limits())
+			if err != nil || !e.reaches(o, Ref{Store: t.Store, Name: name}) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // reaches reports whether a rule of the origin's store replicates the origin's secret to exactly this
 // target. Rules that filter on tags are not counted: the origin's tags are not known here.
 func (e *Engine) reaches(o Origin, t Ref) bool {
@@ -461,7 +496,8 @@ func (e *Engine) loadValue(ctx context.Context, u *unit) {
 	if !need {
 		return
 	}
-	sec, err := e.stores[u.store].Get(ctx, u.name)
+	var sec store.Secret
+	err := e.gated(ctx, u.store, func() (err error) { sec, err = e.stores[u.store].Get(ctx, u.name); return err })
 	if err != nil {
 		for _, it := range u.items {
 			if it.Action == ActCreate || it.Action == ActUpdate {

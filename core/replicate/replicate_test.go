@@ -581,3 +581,39 @@ func TestReplicaLeavesOriginTargetsAlone(t *testing.T) {
 		t.Fatalf("plan from the replica in b: %v, want c skipped (a reaches it) and d created", got)
 	}
 }
+
+// TestReplicaEventPlansOnlyThatReplica: an event on a replica re-checks that replica against its source and
+// nothing else (the source's own event writes the other targets), and a replica whose origin reaches every
+// one of its rules' targets is neither marked nor planned by a sweep.
+func TestReplicaEventPlansOnlyThatReplica(t *testing.T) {
+	f := newFixture(t, []Rule{mkRule("a-to-b", "a", "b")}, "a", "b", "c")
+	f.write("a", "db", "only-canary")
+	f.sync("a", "db")
+	f.build([]Rule{mkRule("a-out", "a", "b", "c"), mkRule("b-out", "b", "a", "c"), mkRule("c-out", "c", "a", "b")})
+	res := f.sync("b", "db")
+	if got := f.value("c", "db"); got != "<missing>" {
+		t.Fatalf("an event on the replica b wrote c (%q; %v)", got, res.Counts)
+	}
+	f.sync("a", "db")
+	if got := f.value("c", "db"); got != "only-canary" {
+		t.Fatalf("c holds %q after the source's own event", got)
+	}
+	f.settle()
+	for _, n := range []string{"b", "c"} {
+		md, err := f.stores[n].Store.Describe(ctx, "db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.Provenance == nil || md.Provenance.Synced != "" {
+			t.Errorf("replica %s carries a Synced mark (%+v): its origin covers every target", n, md.Provenance)
+		}
+	}
+	f.resetCounts()
+	sw, err := f.eng.Sweep(ctx, SweepOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw.Skipped != 3 || sw.Counts[ActUnchanged] != 0 {
+		t.Errorf("sweep: %d skipped, counts %v; want all 3 skipped without planning", sw.Skipped, sw.Counts)
+	}
+}

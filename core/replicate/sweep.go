@@ -35,7 +35,7 @@ func (e *Engine) Sweep(ctx context.Context, opts SweepOptions) (*Result, error) 
 	var todo []*unit
 	for _, u := range units {
 		if !opts.Deep && !u.missing {
-			if marked, known := u.marked(e.stores[u.store].Limits()); known && marked {
+			if marked, known := u.marked(e.stores[u.store].Limits()); known && marked || e.covered(u) {
 				res.Skipped++
 				continue
 			}
@@ -198,12 +198,11 @@ func (e *Engine) orphans(ctx context.Context, units []*unit, res *Result) []*uni
 // aimd is an adaptive concurrency limit: additive increase while calls succeed, multiplicative decrease
 // on throttling.
 type aimd struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	limit   float64
-	max     float64
-	inUse   int
-	pausedT time.Time
+	mu    sync.Mutex
+	cond  *sync.Cond
+	limit float64
+	max   float64
+	inUse int
 }
 
 func newAIMD(max int) *aimd {
@@ -218,15 +217,9 @@ func newAIMD(max int) *aimd {
 func (a *aimd) acquire(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for float64(a.inUse) >= a.limit || time.Now().Before(a.pausedT) {
+	for float64(a.inUse) >= a.limit {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if wait := time.Until(a.pausedT); wait > 0 {
-			a.mu.Unlock()
-			time.Sleep(min(wait, 50*time.Millisecond))
-			a.mu.Lock()
-			continue
 		}
 		a.cond.Wait()
 	}
@@ -239,11 +232,9 @@ func (a *aimd) release(err error) {
 	defer a.mu.Unlock()
 	a.inUse--
 	if errors.Is(err, store.ErrThrottled) {
+		// Halve the concurrency; the throttling store's own gate makes its callers wait out Retry-After,
+		// so the other stores are not paused with it.
 		a.limit = max(1, a.limit/2)
-		var se *store.Error
-		if errors.As(err, &se) && se.RetryAfter > 0 {
-			a.pausedT = time.Now().Add(se.RetryAfter)
-		}
 	} else if err == nil {
 		a.limit = min(a.max, a.limit+1/a.limit)
 	}

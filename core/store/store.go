@@ -114,6 +114,19 @@ type MetadataUpdater interface {
 	UpdateMetadata(ctx context.Context, name string, tags map[string]string, prov *Provenance) error
 }
 
+// Creator is implemented by stores that can create a secret with its first value in fewer calls than Put
+// when the caller already knows it does not exist (Put must look first). Create fails with
+// ErrAlreadyExists when the secret exists, writing nothing.
+type Creator interface {
+	Create(ctx context.Context, name string, v Value, opts PutOptions) (Metadata, error)
+}
+
+// SyncMarker is implemented by stores that can set the Synced mark (KeySynced) in one call, without reading
+// or replacing the other tags first. The replication engine prefers it to MetadataUpdater for marks.
+type SyncMarker interface {
+	MarkSynced(ctx context.Context, name, synced string) error
+}
+
 // CompareAndSwapper is implemented by stores that can write only if the current version is the expected one
 // (Vault check-and-set, GCP etags, the file store). ifVersion "" means "only if the secret does not exist".
 type CompareAndSwapper interface {

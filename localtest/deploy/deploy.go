@@ -176,13 +176,22 @@ func (f *Functions) Logs() string {
 // fault layers in front of each store.
 func Writes(c *cloud.Cloud) map[string]int64 {
 	out := map[string]int64{}
+	for k, n := range WriteCalls(c) {
+		out[k[:strings.Index(k, " ")]] += n
+	}
+	return out
+}
+
+// WriteCalls counts the calls that changed something per store and API ("gcp secretmanager:UpdateSecret").
+func WriteCalls(c *cloud.Cloud) map[string]int64 {
+	out := map[string]int64{}
 	for name, l := range c.Faults() {
 		if name == "aws-ssm" { // shares the AWS layer
 			continue
 		}
 		for api, n := range l.Calls() {
 			if IsWrite(api) {
-				out[name] += n
+				out[name+" "+api] += n
 			}
 		}
 	}

@@ -164,12 +164,14 @@ func TestReplicationThroughTheFunctions(t *testing.T) {
 	for i, from := range []string{"aws", "azure", "gcp"} {
 		name := "e2e-from-" + from
 		val := fmt.Sprintf("%s-%d-%s", canary, i, from)
-		before := r.settle(ctx)
+		r.settle(ctx)
+		before := deploy.WriteCalls(r.c)
 		t0 := time.Now()
 		r.put(ctx, from, name, val)
 		r.waitValue(ctx, name, val, all...)
 		t.Logf("a write in %s reached every peer in %s", from, time.Since(t0).Round(time.Millisecond))
-		d := diff(before, r.settle(ctx))
+		r.settle(ctx)
+		d := diff(before, deploy.WriteCalls(r.c))
 		// The user's write; per peer one value write (GCP: create + add version) and at most one metadata
 		// call; one mark on the source. Anything more is a loop or a double copy.
 		var total int64
@@ -178,6 +180,11 @@ func TestReplicationThroughTheFunctions(t *testing.T) {
 		}
 		if total > 1+3*2+1+2 {
 			t.Errorf("%s: %d mutating calls after one write (%v): a loop or a double copy", from, total, d)
+			for _, l := range strings.Split(r.fn.Logs(), "\n") {
+				if strings.Contains(l, name) && !strings.Contains(l, "nothing to do") {
+					t.Log(l)
+				}
+			}
 		}
 		for _, st := range all {
 			if st == from {
@@ -243,6 +250,9 @@ func TestReplicationThroughTheFunctions(t *testing.T) {
 		t.Errorf("alert %s (%v)", alert, err)
 	}
 	r.settle(ctx)
+	if n := strings.Count(r.fn.Logs(), `"msg":"alert"`); n != 1 {
+		t.Errorf("%d alerts for one foreign write (two events: CloudTrail and Secret Label Updated), want 1", n)
+	}
 	if got := r.value(ctx, "vault", "solo-db"); got != canary+"-foreign" {
 		t.Errorf("the foreign write was overwritten: vault holds %q", got)
 	}

@@ -311,6 +311,30 @@ func TestPutCallBudget(t *testing.T) {
 	}
 }
 
+// TestMarkSyncedIsOneCall: the Synced mark costs one TagResource and keeps every other tag.
+func TestMarkSyncedIsOneCall(t *testing.T) {
+	s := newStore(t, proxy.URL, Options{})
+	ctx := ctxT(t)
+	name := fmt.Sprintf("kf-mark-%d", time.Now().UnixNano())
+	if _, err := s.Put(ctx, name, store.Text("mark value"), store.PutOptions{Tags: map[string]string{"team": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	before := layer.Calls()
+	if err := s.MarkSynced(ctx, name, "v1/abc"); err != nil {
+		t.Fatal(err)
+	}
+	if got := delta(before, layer.Calls()); fmt.Sprint(got) != fmt.Sprint(map[string]int64{"secretsmanager:TagResource": 1}) {
+		t.Errorf("MarkSynced made %v", got)
+	}
+	md, err := s.Describe(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.Tags["team"] != "a" || md.Provenance == nil || md.Provenance.Synced != "v1/abc" {
+		t.Errorf("after the mark: tags %v provenance %+v", md.Tags, md.Provenance)
+	}
+}
+
 // TestSoftDeleteOnMoto pins down how moto treats a secret scheduled for deletion, and that the adapter
 // reports it the same way whatever the emulator lets through.
 func TestSoftDeleteOnMoto(t *testing.T) {

@@ -250,3 +250,20 @@ func (s *Store) UpdateMetadata(ctx context.Context, name string, tags map[string
 	}
 	return nil
 }
+
+// MarkSynced sets keyferry's Synced mark with one TagResource call (TagResource adds or replaces the given
+// keys and leaves the others alone).
+func (s *Store) MarkSynced(ctx context.Context, name, synced string) error {
+	const op = "mark-synced"
+	if err := s.checkName(op, name); err != nil {
+		return err
+	}
+	c, err := s.client(ctx)
+	if err != nil {
+		return s.fail(op, name, err)
+	}
+	if err := applyTags(ctx, c, name, map[string]string{store.KeySynced: synced}, nil); err != nil {
+		return s.fail(op, name, err)
+	}
+	return nil
+}

@@ -419,6 +419,64 @@ func (s *Store) Put(ctx context.Context, name string, v store.Value, opts store.
 	return md, nil
 }
 
+// Create makes a new secret with v as version 1 in two calls (CreateSecret, AddSecretVersion): the
+// provenance record names version 1 up front, since a new secret's first version is always 1. It fails with
+// ErrAlreadyExists if the secret exists. Should the version come back with another number (someone added
+// one in between), the record is corrected with an UpdateSecret as Put does.
+func (s *Store) Create(ctx context.Context, name string, v store.Value, opts store.PutOptions) (store.Metadata, error) {
+	if err := s.checkPut(name, v, opts); err != nil {
+		return store.Metadata{}, err
+	}
+	c, err := s.getClient(ctx, "create", name)
+	if err != nil {
+		return store.Metadata{}, err
+	}
+	var prov *store.Provenance
+	if opts.Provenance != nil {
+		p := *opts.Provenance
+		p.ReplicaVersion = "1"
+		prov = &p
+	}
+	var binaryVersion int64
+	if v.IsBinary() {
+		binaryVersion = 1
+	}
+	sec := &secretmanagerpb.Secret{Replication: s.opts.Replication.proto(), Labels: opts.Tags,
+		Annotations: desiredAnnotations(nil, prov, binaryVersion)}
+	for _, t := range s.opts.Topics {
+		sec.Topics = append(sec.Topics, &secretmanagerpb.Topic{Name: t})
+	}
+	created, err := c.CreateSecret(ctx, &secretmanagerpb.CreateSecretRequest{Parent: s.parent, SecretId: name, Secret: sec}, s.callOpts...)
+	if err != nil {
+		return store.Metadata{}, s.fail(err, "create", name, nil)
+	}
+	data := v.Bytes()
+	crc := crc32c(data)
+	ver, err := c.AddSecretVersion(ctx, &secretmanagerpb.AddSecretVersionRequest{
+		Parent: created.GetName(), Payload: &secretmanagerpb.SecretPayload{Data: data, DataCrc32C: &crc}}, s.callOpts...)
+	if err != nil {
+		return store.Metadata{}, s.fail(err, "create", name, nil)
+	}
+	n := versionNumber(ver.GetName())
+	if n != 1 {
+		if prov != nil {
+			prov.ReplicaVersion = strconv.FormatInt(n, 10)
+		}
+		bv := int64(0)
+		if v.IsBinary() {
+			bv = n
+		}
+		if created, err = s.update(ctx, c, "create", name, created, func(cur *secretmanagerpb.Secret) (map[string]string, map[string]string) {
+			return cur.GetLabels(), desiredAnnotations(cur.GetAnnotations(), prov, bv)
+		}); err != nil {
+			return store.Metadata{}, err
+		}
+	}
+	md := s.metadata(created, n, ver.GetCreateTime().AsTime())
+	md.Binary = v.IsBinary()
+	return md, nil
+}
+
 // create makes the secret with the configured replication and topics, the labels and the provenance
 // record (its ReplicaVersion is not known yet). A create that finds the secret there (a concurrent writer,
 // or a retried create that had succeeded) carries on with the existing secret.

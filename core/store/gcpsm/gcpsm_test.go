@@ -1,6 +1,7 @@
 package gcpsm_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -412,4 +413,44 @@ func closedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	_ = l.Close()
 	return addr
+}
+
+// TestCreateInTwoWrites: Create makes a new secret and its first version in two calls and no read, with
+// the provenance record already naming version 1 (a clean replica), keeps a binary value binary, and
+// refuses an existing secret with ErrAlreadyExists without adding a version.
+func TestCreateInTwoWrites(t *testing.T) {
+	e := startEnv(t)
+	st := e.store(t, "gcp-create", nil)
+	ctx := testCtx(t)
+	prov := &store.Provenance{SourceStore: "aws", SourceName: "db", SourceVersion: "v7"}
+	e.layer.ResetCounters()
+	md, err := st.Create(ctx, "created", store.Binary([]byte{0xff, 0x00, 0x01}), store.PutOptions{
+		Tags: map[string]string{"team": "a"}, Provenance: prov})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.layer.Calls(); fmt.Sprint(got) != fmt.Sprint(map[string]int64{"secretmanager:AddSecretVersion": 1, "secretmanager:CreateSecret": 1}) {
+		t.Errorf("Create made %v, want one CreateSecret and one AddSecretVersion", got)
+	}
+	if md.Version != "1" {
+		t.Errorf("version %q", md.Version)
+	}
+	d, err := st.Describe(ctx, "created")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Provenance == nil || d.Provenance.ReplicaVersion != "1" || d.Provenance.SourceVersion != "v7" || d.Tags["team"] != "a" {
+		t.Errorf("described %+v tags %v", d.Provenance, d.Tags)
+	}
+	sec, err := st.Get(ctx, "created")
+	if err != nil || !sec.Value.IsBinary() || !bytes.Equal(sec.Value.Bytes(), []byte{0xff, 0x00, 0x01}) {
+		t.Errorf("Get: %v binary=%v", err, sec.Value.IsBinary())
+	}
+	_, err = st.Create(ctx, "created", store.Text("again"), store.PutOptions{})
+	if !errors.Is(err, store.ErrAlreadyExists) {
+		t.Errorf("Create on an existing secret: %v, want ErrAlreadyExists", err)
+	}
+	if d2, _ := st.Describe(ctx, "created"); d2.Version != "1" {
+		t.Errorf("a refused Create added version %s", d2.Version)
+	}
 }
