@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 
 	"github.com/keyferry/keyferry/core/replicate"
+	"github.com/keyferry/keyferry/core/rotate"
 )
 
 // Store types.
@@ -50,6 +51,8 @@ type Config struct {
 	Replicate []replicate.Rule
 	// Notify are the routes alerts are published to.
 	Notify []NotifyRoute
+	// Rotate are the rotation policies in file order.
+	Rotate []rotate.Policy
 }
 
 // Store returns the store configured under name, or nil.
