@@ -82,6 +82,9 @@ type StoreConfig struct {
 	// paths are resolved against the directory of the configuration file.
 	CAFile string
 
+	// Identity says how functions in the other clouds reach this store (workload identity federation).
+	Identity *Identity
+
 	AWSSecretsManager *AWSSecretsManagerConfig
 	AWSSSM            *AWSSSMConfig
 	AzureKeyVault     *AzureKeyVaultConfig
