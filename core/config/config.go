@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 
 	"github.com/keyferry/keyferry/core/replicate"
+	"github.com/keyferry/keyferry/core/rotate"
 )
 
 // Store types.
@@ -50,6 +51,8 @@ type Config struct {
 	Replicate []replicate.Rule
 	// Notify are the routes alerts are published to.
 	Notify []NotifyRoute
+	// Rotate are the rotation policies in file order.
+	Rotate []rotate.Policy
 }
 
 // Store returns the store configured under name, or nil.
@@ -78,6 +81,9 @@ type StoreConfig struct {
 	// CAFile is a PEM file of CA certificates to trust for the service (local stores only). Relative
 	// paths are resolved against the directory of the configuration file.
 	CAFile string
+
+	// Identity says how functions in the other clouds reach this store (workload identity federation).
+	Identity *Identity
 
 	AWSSecretsManager *AWSSecretsManagerConfig
 	AWSSSM            *AWSSSMConfig

@@ -380,6 +380,28 @@ stores:
     type: vault-kv
     address: http://127.0.0.1:8200
     local: true
+rotate:
+  - name: db-password
+    store: aws-prod
+    match: ["prod/db/*"]
+    every: 30d
+    generate: {password: {length: 32, lower: 2, upper: 2, digits: 2, symbols: 0, exclude: "\"'"}}
+    test: db-login
+    grace: 7d
+    max_age: 90d
+    lease_ttl: 20m
+  - name: app-credentials
+    store: local
+    match: app/credentials
+    cron: "0 3 * * 1"
+    generate:
+      template:
+        fields:
+          - {name: username, static: app}
+          - {name: password, generate: {random: {length: 40, charset: abcdef0123456789}}}
+          - {name: key, generate: {bytes: {length: 32, encoding: hex}}}
+          - {name: id, generate: {uuid: true}}
+          - {name: dsn, compose: "postgres://{{.username}}:{{.password}}@db:5432/app"}
 `
 
 func TestFullExample(t *testing.T) {

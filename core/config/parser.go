@@ -41,6 +41,7 @@ var sections = []section{
 	{name: "stores", required: true, parse: (*parser).parseStores},
 	{name: "replicate", parse: (*parser).parseReplicate},
 	{name: "notify", parse: (*parser).parseNotify},
+	{name: "rotate", parse: (*parser).parseRotate},
 }
 
 func sectionNames() []string {

@@ -126,10 +126,10 @@ func (p *parser) fieldsOf(m *yaml.Node, path string, known []string, what string
 		k := kv.key.Value
 		f := field{kv.key, kv.val, join(path, p.showKey(k))}
 		switch {
+		case slices.Contains(known, k): // a key this mapping defines is never a credential (generate: {password: …})
+			fields[k] = f
 		case isCredentialKey(k):
 			p.credential(kv.key, k, path)
-		case slices.Contains(known, k):
-			fields[k] = f
 		default:
 			msg := fmt.Sprintf("unknown key %s", p.show(k))
 			if s := suggest(k, known); s != "" {

@@ -94,7 +94,7 @@ func TestSchemaRefusesMistakes(t *testing.T) {
 		"rule-no-to":    "stores:\n  a: {type: file, path: /x}\nreplicate:\n  - {name: r, from: a}\n",
 		"bad-conflict":  "stores:\n  a: {type: file, path: /x}\nreplicate:\n  - {name: r, from: a, to: [b], on_conflict: maybe}\n",
 		"route-type":    "stores:\n  a: {type: file, path: /x}\nnotify:\n  - {type: slack}\n",
-		"unknown-top":   "stores:\n  a: {type: file, path: /x}\nrotate: []\n",
+		"unknown-top":   "stores:\n  a: {type: file, path: /x}\nrotations: []\n",
 		"store-name":    "stores:\n  A_B: {type: file, path: /x}\n",
 		"tags-not-text": "stores:\n  a: {type: file, path: /x}\nreplicate:\n  - {name: r, from: {store: a, tags: {k: [1]}}, to: [b]}\n",
 	} {
@@ -147,7 +147,7 @@ func TestSchemaKnowsTheKeys(t *testing.T) {
 		t.Fatalf("%s has no object form", def)
 		return nil
 	}
-	for def, want := range map[string][]string{"rule": ruleKeys, "route": notifyKeys} {
+	for def, want := range map[string][]string{"rule": ruleKeys, "route": notifyKeys, "policy": rotateKeys, "generator": generateKeys} {
 		if got := props(defs[def]); !slices.Equal(got, sorted(want)) {
 			t.Errorf("schema keys of %s %v, the loader's %v", def, got, sorted(want))
 		}

@@ -14,11 +14,11 @@ import (
 var (
 	commonKeys = []string{"type", "local", "endpoint", "ca_file"}
 	typeKeys   = map[string][]string{
-		TypeAWSSecretsManager: {"region", "kms_key_id", "recovery_window_days"},
-		TypeAWSSSM:            {"region", "kms_key_id", "tier", "path_prefix"},
-		TypeAzureKeyVault:     {"vault", "tenant_id"},
-		TypeGCPSecretManager:  {"project", "replication", "topics"},
-		TypeVaultKV:           {"address", "mount", "namespace"},
+		TypeAWSSecretsManager: {"region", "kms_key_id", "recovery_window_days", "identity"},
+		TypeAWSSSM:            {"region", "kms_key_id", "tier", "path_prefix", "identity"},
+		TypeAzureKeyVault:     {"vault", "tenant_id", "identity"},
+		TypeGCPSecretManager:  {"project", "replication", "topics", "identity"},
+		TypeVaultKV:           {"address", "mount", "namespace", "identity"},
 		TypeFile:              {"path"},
 	}
 	// requiredKeys and an example of each, for the "is required" message.
@@ -223,6 +223,9 @@ func (p *parser) parseStore(nameNode, val *yaml.Node) *StoreConfig {
 	}
 	if !typeOK {
 		return nil
+	}
+	if f, ok := fields["identity"]; ok {
+		sc.Identity = p.parseIdentity(f, sc)
 	}
 	if req := requiredKeys[sc.Type]; fields[req[0]].key == nil {
 		p.errorf(nameNode, path, "%s is required for %s stores: add `%s`", req[0], sc.Type, req[1])

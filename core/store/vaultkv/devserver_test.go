@@ -291,12 +291,13 @@ func TestTagsAndProvenanceAcrossPuts(t *testing.T) {
 	if d.Version != "2" || d.Tags["team"] != "pay" || d.Provenance == nil || d.Provenance.ReplicaVersion != "1" {
 		t.Fatalf("after an untagged Put: %+v / %+v", d, d.Provenance)
 	}
-	// Empty (non-nil) tags and no provenance clear it.
+	// Empty (non-nil) tags and no provenance clear keyferry's record and keep the user's tags (removing
+	// a user tag is UpdateMetadata's job).
 	if _, err := st.Put(ctx, name, store.Text("v3 value"), store.PutOptions{Tags: map[string]string{}}); err != nil {
 		t.Fatal(err)
 	}
 	d, err = st.Describe(ctx, name)
-	if err != nil || len(d.Tags) != 0 || d.Provenance != nil {
+	if err != nil || d.Tags["team"] != "pay" || len(d.Tags) != 1 || d.Provenance != nil {
 		t.Fatalf("after a Put with empty tags: %+v %v", d, err)
 	}
 	// Vault's custom_metadata rules are enforced before any call, also for the provenance record.

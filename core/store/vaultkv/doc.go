@@ -33,10 +33,11 @@
 //
 // User tags and keyferry's provenance record (keyferry-* keys) are the secret's custom_metadata: at most 64
 // entries together, keys 1–128 bytes, values 1–512 bytes, printable characters only (Vault's own rules,
-// checked before any call). custom_metadata belongs to the secret, not to a version. Put replaces it with
-// PutOptions.Tags plus the provenance record when either is given (a second call, made after the value is
-// written, so a failure leaves the old record, which then no longer matches the current version); when
-// neither is given it is left alone. If the provenance record has no ReplicaVersion, Put fills in the
+// checked before any call). custom_metadata belongs to the secret, not to a version. When tags or a
+// provenance record are given, Put sets them with a metadata PATCH (a second call, made after the value is
+// written, so a failure leaves the old record, which then no longer matches the current version): the given
+// tags are set, other user tags are kept, and keyferry's record is replaced as a whole; when neither is
+// given the metadata is left alone. If the provenance record has no ReplicaVersion, Put fills in the
 // version it wrote. UpdateMetadata replaces tags and provenance without writing a value (metadata PATCH).
 //
 // # Versions, deletes, concurrency

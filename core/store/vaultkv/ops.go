@@ -151,7 +151,16 @@ func (s *Store) put(ctx context.Context, op, name string, v store.Value, opts st
 	if fillReplica {
 		custom[store.KeyReplicaVersion] = itoa(version)
 	}
-	if _, err := cn.c.Logical().WriteWithContext(ctx, s.path("metadata", name), map[string]any{"custom_metadata": custom}); err != nil {
+	// A JSON merge patch: the given tags are set and the others kept (the Store contract: removing a user
+	// tag is UpdateMetadata's job); keyferry's record is replaced as a whole.
+	patch := make(map[string]any, len(custom)+len(store.ProvenanceKeys()))
+	for _, k := range store.ProvenanceKeys() {
+		patch[k] = nil
+	}
+	for k, v := range custom {
+		patch[k] = v
+	}
+	if _, err := cn.c.Logical().JSONMergePatch(ctx, s.path("metadata", name), map[string]any{"custom_metadata": patch}); err != nil {
 		e := s.fail(cn, err, op, name)
 		if se, ok := e.(*store.Error); ok {
 			se.Detail = strings.TrimPrefix(se.Detail+"; ", "; ") +
