@@ -21,6 +21,7 @@ type IdentitySettings struct {
 	TenantID       string // azure stores: the Entra tenant of the app registration
 	ClientID       string // azure stores: the app registration (client id) with federated credentials
 	ServiceAccount string // gcp stores: a service account to impersonate (optional)
+	TokenAudience  string // gcp stores: the aud the home token carries for the provider (default https: + the provider; an Azure managed identity needs an App ID URI)
 	Role           string // vault stores: the JWT auth role
 	Mount          string // vault stores: the JWT auth mount (default jwt)
 }
@@ -39,7 +40,7 @@ func (id *Identity) For(home string) IdentitySettings {
 		dst *string
 		v   string
 	}{{&s.RoleARN, o.RoleARN}, {&s.Audience, o.Audience}, {&s.TenantID, o.TenantID},
-		{&s.ClientID, o.ClientID}, {&s.ServiceAccount, o.ServiceAccount}, {&s.Role, o.Role}, {&s.Mount, o.Mount}} {
+		{&s.ClientID, o.ClientID}, {&s.ServiceAccount, o.ServiceAccount}, {&s.TokenAudience, o.TokenAudience}, {&s.Role, o.Role}, {&s.Mount, o.Mount}} {
 		if kv.v != "" {
 			*kv.dst = kv.v
 		}
@@ -55,7 +56,7 @@ var (
 		TypeAWSSecretsManager: {"role_arn", "audience"},
 		TypeAWSSSM:            {"role_arn", "audience"},
 		TypeAzureKeyVault:     {"tenant_id", "client_id", "audience"},
-		TypeGCPSecretManager:  {"audience", "service_account"},
+		TypeGCPSecretManager:  {"audience", "service_account", "token_audience"},
 		TypeVaultKV:           {"role", "mount", "audience"},
 	}
 	roleARNPattern  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
@@ -152,6 +153,12 @@ func (p *parser) identitySettings(m map[string]field, typ string) IdentitySettin
 		}
 		if strings.TrimSpace(v) == "" {
 			return "audience must not be empty"
+		}
+		return ""
+	})
+	p.check(m, "token_audience", &s.TokenAudience, func(v string) string {
+		if strings.TrimSpace(v) == "" {
+			return "token_audience must not be empty"
 		}
 		return ""
 	})

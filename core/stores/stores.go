@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/keyferry/keyferry/core/config"
+	"github.com/keyferry/keyferry/core/identity"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/store/awssm"
 	"github.com/keyferry/keyferry/core/store/awsssm"
@@ -38,8 +39,8 @@ import (
 )
 
 // Open returns the store sc configures. It makes no call.
-func Open(_ context.Context, sc *config.StoreConfig) (store.Store, error) {
-	st, err := open(sc)
+func Open(ctx context.Context, sc *config.StoreConfig) (store.Store, error) {
+	st, err := open(ctx, sc, Home())
 	if err != nil {
 		return nil, fmt.Errorf("store %s (%s, line %d): %w", sc.Name, sc.Type, sc.Line, err)
 	}
@@ -59,7 +60,22 @@ func OpenAll(ctx context.Context, cfg *config.Config) (map[string]store.Store, e
 	return out, nil
 }
 
-func open(sc *config.StoreConfig) (store.Store, error) {
+func open(ctx context.Context, sc *config.StoreConfig, home identity.Home) (store.Store, error) {
+	fed := federated(sc, home)
+	var eps identity.Endpoints
+	if fed {
+		var err error
+		if eps, err = endpoints(); err != nil {
+			return nil, err
+		}
+	}
+	// awsCreds are the credentials for an AWS store reached from another cloud (nil: the SDK's chain).
+	awsCreds := func(ctx context.Context) (aws.CredentialsProvider, error) {
+		if !fed {
+			return nil, nil
+		}
+		return identity.AWS(ctx, home, peer(sc, home), eps)
+	}
 	switch sc.Type {
 	case config.TypeAWSSecretsManager:
 		c := sc.AWSSecretsManager
@@ -68,6 +84,9 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 			Client: func(ctx context.Context) (*secretsmanager.Client, error) {
 				cfg, err := awsConfig(ctx, c.Region)
 				if err != nil {
+					return nil, err
+				}
+				if cfg.Credentials, err = federatedOr(ctx, cfg.Credentials, awsCreds); err != nil {
 					return nil, err
 				}
 				var opts []func(*secretsmanager.Options)
@@ -84,6 +103,9 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 				if err != nil {
 					return nil, err
 				}
+				if cfg.Credentials, err = federatedOr(ctx, cfg.Credentials, awsCreds); err != nil {
+					return nil, err
+				}
 				var opts []func(*ssm.Options)
 				if sc.Endpoint != "" {
 					opts = append(opts, awsssm.WithEndpoint(sc.Endpoint))
@@ -97,7 +119,7 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 			vaultURL = sc.Endpoint
 		}
 		return azkv.New(azkv.Options{Name: sc.Name, VaultURL: vaultURL,
-			Client: func(context.Context) (*azsecrets.Client, error) {
+			Client: func(ctx context.Context) (*azsecrets.Client, error) {
 				var o azkv.ClientOptions
 				if sc.CAFile != "" {
 					hc, err := httpClientTrusting(sc.CAFile)
@@ -105,6 +127,13 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 						return nil, err
 					}
 					o.Transport = hc
+				}
+				if fed {
+					cred, err := identity.Azure(ctx, home, peer(sc, home), eps)
+					if err != nil {
+						return nil, err
+					}
+					return azkv.NewClient(vaultURL, cred, &o)
 				}
 				return azkv.ManagedIdentityClient(vaultURL, "", &o)
 			}})
@@ -122,6 +151,13 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 			opts.ClientOptions = []option.ClientOption{option.WithEndpoint(target), option.WithoutAuthentication(),
 				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
 		}
+		if fed && sc.Endpoint == "" {
+			_, co, err := identity.GCP(ctx, home, peer(sc, home), eps)
+			if err != nil {
+				return nil, err
+			}
+			opts.ClientOptions = co
+		}
 		return gcpsm.New(opts)
 	case config.TypeVaultKV:
 		c := sc.VaultKV
@@ -129,12 +165,29 @@ func open(sc *config.StoreConfig) (store.Store, error) {
 		if sc.Endpoint != "" {
 			addr = sc.Endpoint
 		}
-		return vaultkv.New(vaultkv.Options{Name: sc.Name, Mount: c.Mount,
-			Config: vaultkv.ClientConfig{Address: addr, CACert: sc.CAFile, Namespace: c.Namespace}})
+		cc := vaultkv.ClientConfig{Address: addr, CACert: sc.CAFile, Namespace: c.Namespace}
+		if fed {
+			eps.VaultAddress = addr
+			va, err := identity.Vault(ctx, home, peer(sc, home), eps, nil)
+			if err != nil {
+				return nil, err
+			}
+			cc.Auth = va
+		}
+		return vaultkv.New(vaultkv.Options{Name: sc.Name, Mount: c.Mount, Config: cc})
 	case config.TypeFile:
 		return file.New(file.Options{Name: sc.Name, Dir: sc.File.Path})
 	}
 	return nil, fmt.Errorf("unknown store type %q", sc.Type)
+}
+
+// federatedOr returns the federated credentials when there are any, else the SDK chain's.
+func federatedOr(ctx context.Context, chain aws.CredentialsProvider, fed func(context.Context) (aws.CredentialsProvider, error)) (aws.CredentialsProvider, error) {
+	p, err := fed(ctx)
+	if err != nil || p == nil {
+		return chain, err
+	}
+	return p, nil
 }
 
 // awsConfig loads the AWS SDK configuration the usual way (the function's role in Lambda; the local
