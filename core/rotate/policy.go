@@ -1,7 +1,6 @@
-// Package rotate changes secrets on schedules, in two phases across every store that holds them: the new
-// value lands everywhere as pending, an optional test verifies it, and only then is it promoted to current
-// everywhere. Readers of "current" never see a value that is not yet everywhere.
 package rotate
+
+// The package documentation is in doc.go.
 
 import (
 	"time"
