@@ -29,6 +29,7 @@ func commands() []command {
 		{"stores", "work with the configured stores: stores test -f keyferry.yaml", runStores},
 		{"plan", "show what replication would do, writing nothing: plan [--output json] [--only NAME]", runPlan},
 		{"sync", "replicate now: sync [--only NAME] [--deep]", runSync},
+		{"rotate", "rotate what is due, or one secret now: rotate [--dry-run] [NAME]", runRotate},
 		{"status", "per replica: in sync, stale, conflict or refused: status [--output json]", runStatus},
 	}
 }

@@ -23,6 +23,7 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("f", "keyferry.yaml", "configuration file")
+	live := fs.Bool("live", false, "also read the stores: list secrets older than their rotation policy allows")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -48,8 +49,27 @@ func runValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d stores, %d replication rules, %d notification routes)\n", *file, len(cfg.Stores),
-		len(cfg.Replicate), len(cfg.Notify))
+	fmt.Fprintf(stdout, "%s: ok (%d stores, %d replication rules, %d notification routes, %d rotation policies)\n", *file, len(cfg.Stores),
+		len(cfg.Replicate), len(cfg.Notify), len(cfg.Rotate))
+	if !*live || len(cfg.Rotate) == 0 {
+		return 0
+	}
+	_, rot, _, ok := rotatorFor(context.Background(), *file, stderr, nil)
+	if !ok {
+		return 1
+	}
+	due, err := rot.Due(context.Background())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, d := range due {
+		fmt.Fprintf(stdout, "older than policy %s: %s/%s (last %s, %s); the next timer rotates it\n", d.Policy, d.Store, d.Name,
+			d.Last.Format(time.RFC3339), d.Reason)
+	}
+	if len(due) == 0 {
+		fmt.Fprintln(stdout, "every rotated secret is within its policy")
+	}
 	return 0
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/keyferry/keyferry/core/event"
 	"github.com/keyferry/keyferry/core/notify"
 	"github.com/keyferry/keyferry/core/replicate"
+	"github.com/keyferry/keyferry/core/rotate"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/stores"
 )
@@ -23,6 +24,8 @@ type Options struct {
 	Audit    audit.Sink             // nil: JSON lines through the logger's writer (stderr)
 	Notifier replicate.Notifier     // alerts; nil: the configuration's notify: routes (core/notify)
 	Stores   map[string]store.Store // nil: opened from the configuration (no call is made until used)
+	// Hooks are rotation test hooks by name (policies name them in `test:`).
+	Hooks map[string]func(ctx context.Context, secretName string, value store.Value) error
 }
 
 // New returns the Core for a loaded configuration. It makes no call to any store.
@@ -51,17 +54,49 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replication rules: %w", err)
 	}
-	return &core{cfg: cfg, engine: eng}, nil
+	c := &core{cfg: cfg, engine: eng}
+	if len(cfg.Rotate) > 0 {
+		if c.rotator, err = rotate.New(cfg.Rotate, sts, eng, rotate.Options{Logger: opts.Logger, Audit: opts.Audit, Hooks: opts.Hooks}); err != nil {
+			return nil, fmt.Errorf("rotation policies: %w", err)
+		}
+	}
+	return c, nil
 }
 
 type core struct {
-	cfg    *config.Config
-	engine *replicate.Engine
+	cfg     *config.Config
+	engine  *replicate.Engine
+	rotator *rotate.Engine // nil without rotate: policies
+}
+
+// RotationStep runs one step of Secrets Manager's rotation protocol (the Lambda is the secret's rotation
+// function).
+func (c *core) RotationStep(ctx context.Context, step event.RotationStep) error {
+	if c.rotator == nil {
+		return errors.New("Secrets Manager invoked a rotation step, but keyferry.yaml has no rotate: policy")
+	}
+	return classify(c.rotator.Step(ctx, step.Step, step.SecretID, step.ClientRequestToken))
+}
+
+// rotateDue rotates what is due; it is part of every scheduled sweep, so the timers in every cloud drive
+// rotation too (due-ness comes from the secrets' metadata, so they agree).
+func (c *core) rotateDue(ctx context.Context) (string, error) {
+	if c.rotator == nil {
+		return "", nil
+	}
+	res, err := c.rotator.RotateDue(ctx)
+	n := 0
+	for _, r := range res {
+		if r.Rotated {
+			n++
+		}
+	}
+	return fmt.Sprintf("; %d rotated", n), err
 }
 
 func (c *core) Change(ctx context.Context, ch event.Change) (Report, error) {
 	if ch.Kind == event.KindRotate {
-		return Report{Summary: ch.String() + ": no rotation is configured; acknowledged"}, nil
+		return c.rotateOne(ctx, ch)
 	}
 	names := Resolve(c.cfg, ch)
 	if len(names) == 0 {
@@ -95,8 +130,27 @@ func (c *core) Schedule(ctx context.Context, s event.Schedule) (Report, error) {
 	res, err := c.engine.Sweep(ctx, opts)
 	var rep Report
 	rep.add(res)
-	rep.Summary = fmt.Sprintf("%s: %s (%d skipped as already replicated)", s.Job, res.Summary(), res.Skipped)
-	return rep, classify(err)
+	rot, rerr := c.rotateDue(ctx)
+	rep.Summary = fmt.Sprintf("%s: %s (%d skipped as already replicated)%s", s.Job, res.Summary(), res.Skipped, rot)
+	return rep, classify(errors.Join(err, rerr))
+}
+
+// rotateOne handles a cloud's request to rotate a secret (GCP SECRET_ROTATE, Key Vault SecretNearExpiry).
+func (c *core) rotateOne(ctx context.Context, ch event.Change) (Report, error) {
+	if c.rotator == nil {
+		return Report{Summary: ch.String() + ": no rotation is configured; acknowledged"}, nil
+	}
+	for _, st := range Resolve(c.cfg, ch) {
+		if pol, ok := c.rotator.PolicyFor(st, ch.Name); ok {
+			res, err := c.rotator.Rotate(ctx, pol, ch.Name)
+			sum := fmt.Sprintf("%s: policy %s: rotated=%v", ch.String(), pol, res.Rotated)
+			if res.Recovered != "" {
+				sum += " (" + res.Recovered + " an interrupted rotation)"
+			}
+			return Report{Summary: sum}, classify(err)
+		}
+	}
+	return Report{Summary: ch.String() + ": no rotation policy covers it; acknowledged"}, nil
 }
 
 // classify marks an error the platform should redeliver: throttling and unreachable stores.

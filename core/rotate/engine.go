@@ -276,3 +276,13 @@ func scrub(err error, values ...store.Value) error {
 	// What it wraps is scrubbed too, so that errors.Is still sees the kinds and nothing leaks by unwrapping.
 	return &redacted{msg: msg, err: scrub(errors.Unwrap(err), values...)}
 }
+
+// PolicyFor returns the policy that rotates storeName/secretName (the first in file order), if any.
+func (e *Engine) PolicyFor(storeName, secretName string) (string, bool) {
+	for _, p := range e.policies {
+		if p.Store == storeName && p.selects(secretName) {
+			return p.Name, true
+		}
+	}
+	return "", false
+}
