@@ -497,7 +497,22 @@ func (e *Engine) loadValue(ctx context.Context, u *unit) {
 		return
 	}
 	var sec store.Secret
-	err := e.gated(ctx, u.store, func() (err error) { sec, err = e.stores[u.store].Get(ctx, u.name); return err })
+	err := e.gated(ctx, u.store, func() (err error) {
+		// With the metadata in hand, the value alone is enough (one call instead of two in AWS), as long
+		// as it is still the version that was described.
+		if vr, ok := e.stores[u.store].(store.ValueReader); ok && u.meta.Version != "" {
+			v, ver, err := vr.GetValue(ctx, u.name)
+			if err != nil {
+				return err
+			}
+			if ver == u.meta.Version {
+				sec.Value, sec.Metadata = v, u.meta
+				return nil
+			}
+		}
+		sec, err = e.stores[u.store].Get(ctx, u.name)
+		return err
+	})
 	if err != nil {
 		for _, it := range u.items {
 			if it.Action == ActCreate || it.Action == ActUpdate {

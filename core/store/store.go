@@ -121,6 +121,12 @@ type Creator interface {
 	Create(ctx context.Context, name string, v Value, opts PutOptions) (Metadata, error)
 }
 
+// ValueReader is implemented by stores that can read the current value and its version in fewer calls
+// than Get, without the metadata (which a caller holding a listing already has).
+type ValueReader interface {
+	GetValue(ctx context.Context, name string) (v Value, version string, err error)
+}
+
 // SyncMarker is implemented by stores that can set the Synced mark (KeySynced) in one call, without reading
 // or replacing the other tags first. The replication engine prefers it to MetadataUpdater for marks.
 type SyncMarker interface {

@@ -68,6 +68,26 @@ func (s *Store) Get(ctx context.Context, name string) (store.Secret, error) {
 	return store.Secret{Value: v, Metadata: md}, nil
 }
 
+// GetValue reads the current value and its version with one GetSecretValue call (no tags: see Get).
+func (s *Store) GetValue(ctx context.Context, name string) (store.Value, string, error) {
+	if err := s.checkName("get", name); err != nil {
+		return store.Value{}, "", err
+	}
+	c, err := s.client(ctx)
+	if err != nil {
+		return store.Value{}, "", s.fail("get", name, err)
+	}
+	out, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name), VersionStage: aws.String(stageCurrent)})
+	if err != nil {
+		return store.Value{}, "", s.fail("get", name, err)
+	}
+	v, ok := valueOf(out.SecretString, out.SecretBinary)
+	if !ok {
+		return store.Value{}, "", s.fail("get", name, &store.Error{Kind: store.ErrNotFound, Detail: "the secret has no current value"})
+	}
+	return v, aws.ToString(out.VersionId), nil
+}
+
 // Describe reads the secret's metadata (DescribeSecret only; never the value). Updated is the secret's last
 // change of any kind (LastChangedDate); Binary is unknown without reading the value and left false.
 func (s *Store) Describe(ctx context.Context, name string) (store.Metadata, error) {
