@@ -255,6 +255,9 @@ func (r *rule) selects(md store.Metadata) bool {
 }
 
 func (r *rule) selectsName(name string) bool {
+	if strings.HasSuffix(name, store.PendingSuffix) {
+		return false // a rotation's pending value: it lands in every store by the rotation itself
+	}
 	if len(r.match) > 0 {
 		ok := false
 		for _, g := range r.match {

@@ -613,7 +613,8 @@ func propagateTags(src map[string]string, tp TagPolicy) map[string]string {
 	out := map[string]string{}
 	if tp.Propagate {
 		for k, v := range src {
-			if len(tp.Include) > 0 && !slices.Contains(tp.Include, k) || slices.Contains(tp.Exclude, k) {
+			if len(tp.Include) > 0 && !slices.Contains(tp.Include, k) || slices.Contains(tp.Exclude, k) ||
+				strings.HasPrefix(k, store.StatePrefix) { // keyferry's own state (rotation) stays with its secret
 				continue
 			}
 			if n, ok := tp.Rename[k]; ok {

@@ -617,3 +617,28 @@ func TestReplicaEventPlansOnlyThatReplica(t *testing.T) {
 		t.Errorf("sweep: %d skipped, counts %v; want all 3 skipped without planning", sw.Skipped, sw.Counts)
 	}
 }
+
+// TestRotationStateIsNotReplicated: a rotation's pending sibling is never selected, and keyferry's state
+// tags are not propagated with the user's tags.
+func TestRotationStateIsNotReplicated(t *testing.T) {
+	r := mkRule("r", "a", "b")
+	r.To[0].Tags = TagPolicy{Propagate: true}
+	f := newFixture(t, []Rule{r}, "a", "b")
+	if _, err := f.stores["a"].Store.Put(ctx, "db", store.Text("state-canary"), store.PutOptions{
+		Tags: map[string]string{"team": "pay", store.StatePrefix + "rotated": "2026-01-01T00:00:00Z"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.write("a", "db"+store.PendingSuffix, "pending-canary")
+	f.sync("a", "db")
+	f.sync("a", "db"+store.PendingSuffix)
+	if got := f.value("b", "db"+store.PendingSuffix); got != "<missing>" {
+		t.Fatalf("the pending sibling was replicated: %q", got)
+	}
+	md, err := f.stores["b"].Store.Describe(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.Tags["team"] != "pay" || md.Tags[store.StatePrefix+"rotated"] != "" {
+		t.Fatalf("replica tags %v", md.Tags)
+	}
+}

@@ -30,9 +30,9 @@
 // provenance naming the primary secret as its origin and the pending version id as its version. Readers
 // should keep reading the secret's current value as always: the sibling exists only while a rotation is in
 // flight (it is deleted once every store is promoted, or when the rotation rolls back), and nothing but the
-// rotation itself (and a test hook) should read it. Replication rules whose globs match siblings should
-// exclude "*--keyferry-pending" (and Due/Rotate ignore such names); otherwise the replication engine
-// copies siblings like any other secret.
+// rotation itself (and a test hook) should read it. The replication engine never selects siblings
+// (store.PendingSuffix) and never propagates the state tags (store.StatePrefix); Due and Rotate ignore
+// such names.
 //
 // # State in the primary's metadata
 //

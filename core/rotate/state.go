@@ -24,7 +24,7 @@ const (
 
 // PendingSuffix is appended to a secret's name (then mapped through the store's name rules) to name the
 // sibling that holds the pending value in stores without version stages.
-const PendingSuffix = "--keyferry-pending"
+const PendingSuffix = store.PendingSuffix
 
 // Phases of a lease.
 const (

@@ -118,3 +118,11 @@ func MergeTags(tags map[string]string, p *Provenance) map[string]string {
 
 // Fields of the provenance record, for adapters that need to map keys (e.g. SSM tag keys).
 func ProvenanceKeys() []string { return append([]string(nil), provenanceKeys...) }
+
+// PendingSuffix ends the name of the sibling secret that holds a rotation's pending value in stores without
+// version stages (core/rotate). Replication never copies such secrets.
+const PendingSuffix = "--keyferry-pending"
+
+// StatePrefix starts the tag keys that hold keyferry's own state outside the provenance record (rotation
+// leases and times). Tag propagation never copies them.
+const StatePrefix = "keyferry_"
