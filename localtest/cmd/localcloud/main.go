@@ -35,8 +35,11 @@ const demoRules = `replicate:
   - {name: from-azure, from: {store: azure, match: ["demo-*"]}, to: [aws, gcp, vault]}
   - {name: from-gcp, from: {store: gcp, match: ["demo-*"]}, to: [aws, azure, vault]}
   - {name: guarded, from: {store: aws, match: ["guarded-*"]}, to: [vault], on_conflict: alert}
+  - {name: rotated-out, from: {store: aws, match: ["rot-*"]}, to: [azure, gcp, vault]}
 notify:
   - {type: log}
+rotate:
+  - {name: demo-rotation, store: aws, match: ["rot-*"], every: 1d, generate: {password: {length: 32, symbols: 2}}}
 `
 
 func main() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyferry/keyferry/core/config"
+	"github.com/keyferry/keyferry/core/rotate"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/stores"
 	"github.com/keyferry/keyferry/localtest/cloud"
@@ -112,7 +113,65 @@ func replicationDemo(ctx context.Context, out io.Writer, c *cloud.Cloud) error {
 	} else {
 		return fmt.Errorf("the foreign write to vault/%s was not left alone", name)
 	}
+	return rotationDemo(ctx, out, fn, sts)
+}
+
+// rotationDemo: a secret last rotated three days ago under a daily policy is rotated by the AWS function's
+// next timer; the new value lands in every replica before it becomes current, and ends identical everywhere.
+func rotationDemo(ctx context.Context, out io.Writer, fn *deploy.Functions, sts map[string]store.Store) error {
+	name := "rot-" + suffix()
+	old := time.Now().Add(-72 * time.Hour).UTC().Format(time.RFC3339)
+	if _, err := sts["aws"].Put(ctx, name, store.Text("demo-"+suffix()), store.PutOptions{Tags: map[string]string{rotate.TagRotated: old}}); err != nil {
+		return err
+	}
+	if _, err := fn.Settle(ctx); err != nil {
+		return err
+	}
+	before := map[string]string{}
+	for _, st := range []string{"aws", "azure", "gcp", "vault"} {
+		md, err := sts[st].Describe(ctx, name)
+		if err != nil {
+			return fmt.Errorf("%s/%s before the rotation: %w", st, name, err)
+		}
+		before[st] = md.Version
+	}
+	fmt.Fprintf(out, "\nrotation: aws/%s was last rotated 3 days ago under a daily policy; the AWS function's timer fires:\n", name)
+	sched := []byte(`{"version":"0","id":"demo-timer","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}`)
+	o, err := fn.Lambda.Invoke(ctx, sched)
+	if err != nil || o.Err {
+		return fmt.Errorf("the scheduled run failed: %s %v", o.Payload, err)
+	}
+	fmt.Fprintf(out, "  %s\n", strings.Trim(string(o.Payload), `"`))
+	if _, err := fn.Settle(ctx); err != nil {
+		return err
+	}
+	primary, err := sts["aws"].Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STORE\tVERSION BEFORE\tVERSION AFTER\tSAME VALUE AS THE PRIMARY")
+	for _, st := range []string{"aws", "azure", "gcp", "vault"} {
+		sec, err := sts[st].Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		same := sec.Value.Equal(primary.Value)
+		if !same || sec.Metadata.Version == before[st] {
+			return fmt.Errorf("%s/%s was not rotated", st, name)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", st, short(before[st]), short(sec.Metadata.Version), same)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(out, "  (the new value was pending in every store before it became current anywhere)")
 	return nil
+}
+
+func short(v string) string {
+	if len(v) > 12 {
+		return v[:12] + "…"
+	}
+	return v
 }
 
 func suffix() string {
