@@ -30,6 +30,9 @@ func commands() []command {
 		{"plan", "show what replication would do, writing nothing: plan [--output json] [--only NAME]", runPlan},
 		{"sync", "replicate now: sync [--only NAME] [--deep]", runSync},
 		{"status", "per replica: in sync, stale, conflict or refused: status [--output json]", runStatus},
+		{"ca", "an offline root and intermediates: ca init|csr|sign-intermediate", runCA},
+		{"certs", "issue or renew the configured certificates: certs issue|renew [--only NAME] [--dry-run]", runCerts},
+		{"inventory", "every certificate in the configured places: inventory [--output table|json|csv|html|openmetrics|emf]", runInventory},
 	}
 }
 
