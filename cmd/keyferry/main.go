@@ -31,6 +31,9 @@ func commands() []command {
 		{"sync", "replicate now: sync [--only NAME] [--deep]", runSync},
 		{"rotate", "rotate what is due, or one secret now: rotate [--dry-run] [NAME]", runRotate},
 		{"status", "per replica: in sync, stale, conflict or refused: status [--output json]", runStatus},
+		{"ca", "an offline root and intermediates: ca init|csr|sign-intermediate", runCA},
+		{"certs", "issue or renew the configured certificates: certs issue|renew [--only NAME] [--dry-run]", runCerts},
+		{"inventory", "every certificate in the configured places: inventory [--output table|json|csv|html|openmetrics|emf]", runInventory},
 	}
 }
 

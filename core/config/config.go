@@ -53,6 +53,8 @@ type Config struct {
 	Notify []NotifyRoute
 	// Rotate are the rotation policies in file order.
 	Rotate []rotate.Policy
+	// Certificates is the `certificates:` section (issuer, policy, specs, inventory); nil when absent.
+	Certificates *Certificates
 }
 
 // Store returns the store configured under name, or nil.

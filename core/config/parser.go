@@ -42,6 +42,7 @@ var sections = []section{
 	{name: "replicate", parse: (*parser).parseReplicate},
 	{name: "notify", parse: (*parser).parseNotify},
 	{name: "rotate", parse: (*parser).parseRotate},
+	{name: "certificates", parse: (*parser).parseCertificates},
 }
 
 func sectionNames() []string {

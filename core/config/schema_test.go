@@ -147,12 +147,15 @@ func TestSchemaKnowsTheKeys(t *testing.T) {
 		t.Fatalf("%s has no object form", def)
 		return nil
 	}
-	for def, want := range map[string][]string{"rule": ruleKeys, "route": notifyKeys, "policy": rotateKeys, "generator": generateKeys} {
+	for def, want := range map[string][]string{"rule": ruleKeys, "route": notifyKeys, "policy": rotateKeys, "generator": generateKeys,
+		"certificates": certificatesKeys, "certIssuer": certIssuerKeys, "issuerKey": issuerKeyKeys, "kmsKey": kmsKeyKeys,
+		"certPolicy": certPolicyKeys, "certSpec": certSpecKeys, "certInventory": certInventoryKeys, "builtinIssuer": builtinIssuerKeys,
+		"vaultIssuer": vaultIssuerKeys, "acmTarget": acmTargetKeys, "keyVaultTarget": keyVaultTargetKeys, "certManagerTarget": certManagerKeys} {
 		if got := props(defs[def]); !slices.Equal(got, sorted(want)) {
 			t.Errorf("schema keys of %s %v, the loader's %v", def, got, sorted(want))
 		}
 	}
-	for def, want := range map[string][]string{"source": fromKeys, "target": targetKeys, "tagPolicy": tagKeys} {
+	for def, want := range map[string][]string{"source": fromKeys, "target": targetKeys, "tagPolicy": tagKeys, "certTarget": certTargetKeys} {
 		if got := props(oneObj(def)); !slices.Equal(got, sorted(want)) {
 			t.Errorf("schema keys of %s %v, the loader's %v", def, got, sorted(want))
 		}

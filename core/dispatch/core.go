@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/keyferry/keyferry/core/audit"
+	"github.com/keyferry/keyferry/core/certmgr"
 	"github.com/keyferry/keyferry/core/config"
 	"github.com/keyferry/keyferry/core/event"
 	"github.com/keyferry/keyferry/core/notify"
@@ -54,7 +56,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replication rules: %w", err)
 	}
-	c := &core{cfg: cfg, engine: eng}
+	c := &core{cfg: cfg, engine: eng, stores: sts, opts: opts}
 	if len(cfg.Rotate) > 0 {
 		if c.rotator, err = rotate.New(cfg.Rotate, sts, eng, rotate.Options{Logger: opts.Logger, Audit: opts.Audit, Hooks: opts.Hooks}); err != nil {
 			return nil, fmt.Errorf("rotation policies: %w", err)
@@ -67,6 +69,20 @@ type core struct {
 	cfg     *config.Config
 	engine  *replicate.Engine
 	rotator *rotate.Engine // nil without rotate: policies
+	stores  map[string]store.Store
+	opts    Options
+
+	certOnce sync.Once // the certificate manager is built on the first "renew" job
+	certs    *certmgr.Manager
+	certsErr error
+}
+
+// certManager builds the certificate manager on first use (it makes no call either).
+func (c *core) certManager() (*certmgr.Manager, error) {
+	c.certOnce.Do(func() {
+		c.certs, c.certsErr = certmgr.New(c.cfg, c.stores, certmgr.Options{Logger: c.opts.Logger, Audit: c.opts.Audit, Notifier: c.opts.Notifier})
+	})
+	return c.certs, c.certsErr
 }
 
 // RotationStep runs one step of Secrets Manager's rotation protocol (the Lambda is the secret's rotation
@@ -124,8 +140,37 @@ func (c *core) Schedule(ctx context.Context, s event.Schedule) (Report, error) {
 		s.Job = "sweep"
 	case "deep-sweep":
 		opts.Deep = true
+	case "renew":
+		if c.cfg.Certificates == nil {
+			return Report{Summary: "renew: no certificates are configured; acknowledged"}, nil
+		}
+		m, err := c.certManager()
+		if err != nil {
+			return Report{Summary: "renew: " + err.Error()}, err
+		}
+		results, err := m.Renew(ctx)
+		var rep Report
+		var parts []string
+		for _, r := range results {
+			rep.Written += r.Count(certmgr.ActWritten)
+			rep.Unchanged += r.Count(certmgr.ActNotDue)
+			rep.Skipped += r.Count(certmgr.ActNotManaged)
+			rep.Refused += r.Count(certmgr.ActRefused)
+			rep.Failed += r.Count(certmgr.ActFailed)
+			if r.Issued {
+				parts = append(parts, r.Spec+" renewed")
+			}
+		}
+		rep.Summary = fmt.Sprintf("renew: %d certificates, %d written, %d not due, %d failed", len(results), rep.Written, rep.Unchanged, rep.Failed+rep.Refused)
+		if len(parts) > 0 {
+			rep.Summary += " (" + strings.Join(parts, ", ") + ")"
+		}
+		if errors.Is(err, certmgr.ErrTransient) {
+			err = fmt.Errorf("%w: %w", ErrRetryable, err)
+		}
+		return rep, err
 	default:
-		return Report{Summary: "unknown job " + s.Job}, fmt.Errorf("unknown scheduled job %q: the jobs are sweep and deep-sweep", s.Job)
+		return Report{Summary: "unknown job " + s.Job}, fmt.Errorf("unknown scheduled job %q: the jobs are sweep, deep-sweep and renew", s.Job)
 	}
 	res, err := c.engine.Sweep(ctx, opts)
 	var rep Report
