@@ -5,6 +5,8 @@
 #
 # Tools the tests need are built once and cached outside the work tree, keyed on their inputs:
 #   $(VAULT_BIN)   HashiCorp Vault dev server built from localtest/vaultdev (its own go.mod)
+#   infra checks   the aws-cdk CLI and tree-sitter-bicep from npm, the Terraform google provider built from its
+#                  Go module (infra/gcp/provider), the CDK app (infra/cdk, its own go.mod)
 
 SHELL      := /bin/bash
 GO         ?= go
@@ -17,7 +19,7 @@ PKGS       ?= ./...
 export KEYFERRY_VAULT_BIN := $(VAULT_BIN)
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test demo vault moto pubsub-emulator vet fmt-check lint fuzz bench clean-cache tools
+.PHONY: all build test demo vault moto pubsub-emulator vet fmt-check lint fuzz bench clean-cache tools infra-check
 
 all: build
 
@@ -53,8 +55,11 @@ fmt-check:
 
 lint: fmt-check vet
 
-test: tools lint
+test: tools lint infra-check
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+## infrastructure as code: synth/validate offline and check least privilege (fragments below)
+infra-check: infra-check-cdk infra-check-bicep infra-check-gcp
 
 ## short fuzzing of the decoders and the config loader
 FUZZTIME ?= 30s
@@ -71,3 +76,7 @@ demo: tools
 
 clean-cache:
 	rm -f $(CACHE_DIR)/vault-*
+
+include infra/cdk/cdk.mk
+include infra/bicep/bicep.mk
+include infra/gcp/gcp.mk
