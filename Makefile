@@ -11,7 +11,9 @@
 SHELL      := /bin/bash
 GO         ?= go
 CACHE_DIR  ?= $(HOME)/.cache/keyferry
-VAULT_KEY  := $(shell sha256sum localtest/vaultdev/go.sum 2>/dev/null | cut -c1-12)
+# The cached binary is named by a hash of its inputs, so a fresh clone (new file times) reuses it and any
+# change to them builds a new one.
+VAULT_KEY  := $(shell cat localtest/vaultdev/go.mod localtest/vaultdev/go.sum localtest/vaultdev/main.go 2>/dev/null | sha256sum | cut -c1-12)
 VAULT_BIN  ?= $(CACHE_DIR)/vault-$(VAULT_KEY)
 TEST_FLAGS ?= -count=1 -timeout 30m
 PKGS       ?= ./...
@@ -41,7 +43,7 @@ pubsub-emulator:
 
 vault: $(VAULT_BIN)
 
-$(VAULT_BIN): localtest/vaultdev/go.mod localtest/vaultdev/go.sum localtest/vaultdev/main.go
+$(VAULT_BIN):
 	@mkdir -p $(CACHE_DIR)
 	@echo "building the Vault dev server from its Go module (first time: ~20 min, cached in $(CACHE_DIR))"
 	cd localtest/vaultdev && $(GO) build -o $(VAULT_BIN).tmp . && mv $(VAULT_BIN).tmp $(VAULT_BIN)
