@@ -194,7 +194,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           name: 'KEYFERRY_CONFIG_YAML'
           value: keyferryConfigYaml
         }
-        // Read by the Reconcile timer when its function.json says "schedule": "%KEYFERRY_RECONCILE_SCHEDULE%".
+        // Read by the Reconcile timer: its function.json says "schedule": "%KEYFERRY_RECONCILE_SCHEDULE%".
         {
           name: 'KEYFERRY_RECONCILE_SCHEDULE'
           value: reconcileSchedule
