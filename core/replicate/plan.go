@@ -547,6 +547,10 @@ func (e *Engine) loadValue(ctx context.Context, u *unit) {
 func (e *Engine) prepare(ctx context.Context, u *unit, it *Item, v store.Value) {
 	t := it.rule.To[it.ti]
 	tgt := e.stores[t.Store]
+	if it.Action == ActUpdate && e.sameValueInFlight(ctx, u, it, v) {
+		it.Action, it.Reason = ActUnchanged, "the target already holds this value (the source's record of it is being written)"
+		return
+	}
 	it.tags = propagateTags(u.meta.Tags, t.Tags)
 	if it.rule.Granularity == JSONKeys {
 		merged, why, err := e.mergeKeys(ctx, it, v)
@@ -566,6 +570,20 @@ func (e *Engine) prepare(ctx context.Context, u *unit, it *Item, v store.Value) 
 		return
 	}
 	it.value = v
+}
+
+// sameValueInFlight reads the target's value in the one ambiguous case: the source is a replica whose
+// provenance does not (yet) name its current version — the state between a store's value write and its
+// provenance write (GCP: AddSecretVersion then UpdateSecret; Vault: data then metadata) — so it looks like a
+// new write. If the target already holds the same bytes, there is nothing to copy, and two functions do not
+// start copying one value back and forth. A real foreign write to the replica differs and is copied.
+func (e *Engine) sameValueInFlight(ctx context.Context, u *unit, it *Item, v store.Value) bool {
+	if p := u.meta.Provenance; p == nil || !p.Origin() || clean(u.meta) || it.tgtMeta == nil || !clean(*it.tgtMeta) {
+		return false
+	}
+	var cur store.Secret
+	err := e.gated(ctx, it.Target.Store, func() (err error) { cur, err = e.stores[it.Target.Store].Get(ctx, it.Target.Name); return err })
+	return err == nil && cur.Value.Equal(v)
 }
 
 func (e *Engine) provenance(it *Item) *store.Provenance {

@@ -642,3 +642,45 @@ func TestRotationStateIsNotReplicated(t *testing.T) {
 		t.Fatalf("replica tags %v", md.Tags)
 	}
 }
+
+// TestReplicaMidWriteIsNotCopied: a replica caught between its value write and its provenance write (GCP,
+// Vault) looks like a new write; when the other replica already holds the same bytes, nothing is copied.
+// A real foreign write to it (different bytes) still is.
+func TestReplicaMidWriteIsNotCopied(t *testing.T) {
+	f := newFixture(t, []Rule{mkRule("a-out", "a", "b", "c"), mkRule("b-out", "b", "c")}, "a", "b", "c")
+	f.write("a", "db", "inflight-canary")
+	f.sync("a", "db")
+	f.settle()
+	bmd, err := f.stores["b"].Store.Describe(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := *bmd.Provenance
+	stale.ReplicaVersion = bmd.Version // as GCP and Vault record it: the version keyferry wrote
+	// b gets its next version (same bytes) but still carries the record of the previous one.
+	if _, err := f.stores["b"].Store.Put(ctx, "db", store.Text("inflight-canary"), store.PutOptions{Provenance: &stale}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.stores["b"].Store.(store.MetadataUpdater).UpdateMetadata(ctx, "db", nil, &stale); err != nil {
+		t.Fatal(err)
+	}
+	f.resetCounts()
+	f.sync("b", "db")
+	if w := f.stores["c"].writes(); w != 0 {
+		t.Fatalf("c was written %d times for a value it already holds", w)
+	}
+	// A foreign write to b with other bytes is copied on.
+	if _, err := f.stores["b"].Store.Put(ctx, "db", store.Text("foreign-canary"), store.PutOptions{Provenance: &stale}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.stores["b"].Store.(store.MetadataUpdater).UpdateMetadata(ctx, "db", nil, &stale); err != nil {
+		t.Fatal(err)
+	}
+	res := f.sync("b", "db")
+	if got := f.value("c", "db"); got != "foreign-canary" {
+		for _, it := range res.Items {
+			t.Logf("%s → %s: %s (%s)", it.Source, it.Target, it.Action, it.Reason)
+		}
+		t.Fatalf("c holds %q after a foreign write to b", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/keyferry/keyferry/core/config"
+	"github.com/keyferry/keyferry/core/rotate"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/stores"
 	"github.com/keyferry/keyferry/localtest/cloud"
@@ -37,6 +38,8 @@ replicate:
     from: {store: aws, match: ["solo-*"]}
     to: [vault]
     on_conflict: alert
+rotate:
+  - {name: rot, store: aws, match: ["e2e-rot-*"], every: 1d, generate: {password: {length: 24}}}
 `
 
 // rig is the local cloud with the three functions deployed on it and an SQS queue subscribed to the
@@ -50,7 +53,9 @@ type rig struct {
 	alerts string
 }
 
-func start(ctx context.Context, t *testing.T) *rig {
+func start(ctx context.Context, t *testing.T) *rig { t.Helper(); return startWith(ctx, t, rules) }
+
+func startWith(ctx context.Context, t *testing.T, rules string) *rig {
 	t.Helper()
 	c, err := cloud.Start(ctx, cloud.Options{Logf: t.Logf})
 	if err != nil {
@@ -270,6 +275,33 @@ func TestReplicationThroughTheFunctions(t *testing.T) {
 		t.Fatalf("scheduled sweep: %s %v\n%s", o.Payload, err, r.fn.Logs())
 	}
 	r.waitValue(ctx, "e2e-lost", canary+"-lost", all...)
+
+	// Rotation in the mesh: the AWS function's timer rotates a secret last rotated three days ago; the new
+	// value lands in every peer as one new version each, and nothing is copied back and forth afterwards.
+	old := time.Now().Add(-72 * time.Hour).UTC().Format(time.RFC3339)
+	if _, err := r.stores["aws"].Put(ctx, "e2e-rot-1", store.Text(canary+"-rot"), store.PutOptions{Tags: map[string]string{rotate.TagRotated: old}}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitValue(ctx, "e2e-rot-1", canary+"-rot", all...)
+	before = r.settle(ctx)
+	if o, err := r.fn.Lambda.Invoke(ctx, sched); err != nil || o.Err || !strings.Contains(string(o.Payload), "1 rotated") {
+		t.Fatalf("timer: %s %v\n%s", o.Payload, err, r.fn.Logs())
+	}
+	d := diff(before, r.settle(ctx))
+	primary, err := r.stores["aws"].Get(ctx, "e2e-rot-1")
+	if err != nil || string(primary.Value.Bytes()) == canary+"-rot" {
+		t.Fatalf("the primary was not rotated: %v", err)
+	}
+	for _, st := range all {
+		sec, err := r.stores[st].Get(ctx, "e2e-rot-1")
+		if err != nil || !sec.Value.Equal(primary.Value) {
+			t.Errorf("%s does not hold the rotated value: %v", st, err)
+		}
+		if (st == "gcp" || st == "vault") && sec.Metadata.Version != "2" {
+			t.Errorf("%s/e2e-rot-1 at version %s after one rotation (want 2: no copying back and forth)", st, sec.Metadata.Version)
+		}
+	}
+	t.Logf("rotation: mutating calls per store %v", d)
 
 	if strings.Contains(r.fn.Logs()+r.c.Logs()+alert, canary) {
 		t.Error("a secret value appears in a function's log or an alert")
