@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"maps"
-	"regexp"
 	"time"
 
 	certificatemanager "cloud.google.com/go/certificatemanager/apiv1"
@@ -44,16 +43,16 @@ type CertManagerTarget struct {
 var _ Target = (*CertManagerTarget)(nil)
 
 var (
-	cmParentRule = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+$`)
-	cmIDRule     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	gcpLabelKey  = regexp.MustCompile(`^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$`)
-	gcpLabelVal  = regexp.MustCompile(`^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$`)
+	cmParentRule = lazyRegexp(`^projects/[^/]+/locations/[^/]+$`)
+	cmIDRule     = lazyRegexp(`^[a-z][a-z0-9-]{0,62}$`)
+	gcpLabelKey  = lazyRegexp(`^[\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}$`)
+	gcpLabelVal  = lazyRegexp(`^[\p{Ll}\p{Lo}\p{N}_-]{0,63}$`)
 )
 
 // NewCertManagerTarget returns a target named name writing certificates under parent
 // ("projects/P/locations/L", e.g. location global) through client.
 func NewCertManagerTarget(name string, client *certificatemanager.Client, parent string) (*CertManagerTarget, error) {
-	if !cmParentRule.MatchString(parent) {
+	if !cmParentRule().MatchString(parent) {
 		return nil, fmt.Errorf("certs: Certificate Manager target %s: parent %q is not projects/PROJECT/locations/LOCATION", name, parent)
 	}
 	return &CertManagerTarget{name: name, client: client, parent: parent}, nil
@@ -67,7 +66,7 @@ func (t *CertManagerTarget) resource(name string) (string, error) {
 	if t.CertID != nil {
 		id = t.CertID(name)
 	}
-	if !cmIDRule.MatchString(id) {
+	if !cmIDRule().MatchString(id) {
 		return "", fmt.Errorf("%q is not a Certificate Manager certificate id (1-63 lowercase letters, digits and hyphens, starting with a letter): map it with CertID", id)
 	}
 	return t.parent + "/certificates/" + id, nil
@@ -95,10 +94,10 @@ func checkLabels(labels map[string]string) error {
 		return fmt.Errorf("%d labels, GCP allows at most 64", len(labels))
 	}
 	for k, v := range labels {
-		if !gcpLabelKey.MatchString(k) {
+		if !gcpLabelKey().MatchString(k) {
 			return fmt.Errorf("label key %q: GCP label keys start with a lowercase letter and have at most 63 lowercase letters, digits, '_' and '-'", k)
 		}
-		if !gcpLabelVal.MatchString(v) {
+		if !gcpLabelVal().MatchString(v) {
 			return fmt.Errorf("label %s=%q: GCP label values have at most 63 lowercase letters, digits, '_' and '-' (for %s the spec name must fit)", k, v, TagKey)
 		}
 	}

@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -129,17 +128,17 @@ func (e *Error) Unwrap() []error {
 }
 
 var (
-	pemKeyBlock = regexp.MustCompile(`(?s)-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)`)
-	longBase64  = regexp.MustCompile(`[A-Za-z0-9+/]{160,}={0,2}|[A-Za-z0-9_-]{160,}`)
+	pemKeyBlock = lazyRegexp(`(?s)-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)`)
+	longBase64  = lazyRegexp(`[A-Za-z0-9+/]{160,}={0,2}|[A-Za-z0-9_-]{160,}`)
 )
 
 // Redact removes PEM private key blocks and long base64 runs (an encoded key, PKCS#12 file or request
 // body echoed by a service) from s.
 func Redact(s string) string {
 	if strings.Contains(s, "PRIVATE KEY") {
-		s = pemKeyBlock.ReplaceAllString(s, "[redacted private key]")
+		s = pemKeyBlock().ReplaceAllString(s, "[redacted private key]")
 	}
-	return longBase64.ReplaceAllString(s, "[redacted base64]")
+	return longBase64().ReplaceAllString(s, "[redacted base64]")
 }
 
 // Prepared is a checked bundle, normalised: the leaf alone, the chain in order, a PKCS#8 key.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"time"
 	"unicode/utf8"
 
@@ -69,7 +68,7 @@ func NewKeyVaultTarget(name string, client *azcertificates.Client) *KeyVaultTarg
 // Name is the target's configured name.
 func (t *KeyVaultTarget) Name() string { return t.name }
 
-var kvNameRule = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
+var kvNameRule = lazyRegexp(`^[0-9A-Za-z-]{1,127}$`)
 
 func (t *KeyVaultTarget) certName(name string) string {
 	if t.CertName != nil {
@@ -120,7 +119,7 @@ func (t *KeyVaultTarget) Put(ctx context.Context, name string, b *pki.Bundle, ta
 		return Meta{}, t.err(ErrRefused, "put", name, "invalid bundle", err)
 	}
 	cn := t.certName(name)
-	if !kvNameRule.MatchString(cn) {
+	if !kvNameRule().MatchString(cn) {
 		return Meta{}, t.err(ErrRefused, "put", name, fmt.Sprintf("%q is not a Key Vault certificate name (1-127 letters, digits and hyphens): map it with CertName", cn), nil)
 	}
 	tags, err = withMark(name, tags)
@@ -187,7 +186,7 @@ func (t *KeyVaultTarget) Put(ctx context.Context, name string, b *pki.Bundle, ta
 // Current reads the certificate's newest version (GetCertificate: no key, no secret read).
 func (t *KeyVaultTarget) Current(ctx context.Context, name string) (*x509.Certificate, Meta, error) {
 	cn := t.certName(name)
-	if !kvNameRule.MatchString(cn) {
+	if !kvNameRule().MatchString(cn) {
 		return nil, Meta{}, t.err(ErrFailed, "current", name, fmt.Sprintf("%q is not a Key Vault certificate name", cn), nil)
 	}
 	resp, err := t.client.GetCertificate(ctx, cn, "", nil)

@@ -222,8 +222,8 @@ type CertInventory struct {
 
 var (
 	certNamePattern  = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	kvCertName       = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
-	vaultRolePattern = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,128}$`)
+	kvCertName       = lazyRegexp(`^[0-9A-Za-z-]{1,127}$`)
+	vaultRolePattern = lazyRegexp(`^[A-Za-z0-9_.@-]{1,128}$`)
 	kmsARNRegion     = regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:([a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}):`)
 )
 
@@ -475,7 +475,7 @@ func (p *parser) vaultIssuer(f field) *VaultIssuer {
 		good = false
 	}
 	p.check(fields, "role", &v.Role, func(s string) string {
-		if vaultRolePattern.MatchString(s) {
+		if vaultRolePattern().MatchString(s) {
 			return ""
 		}
 		return "%v is not a Vault role name: letters, digits and _ . @ -, no \"/\""
@@ -1007,7 +1007,7 @@ func (p *parser) keyVaultTarget(f field) (*KeyVaultTarget, string, bool) {
 	p.check(fields, "vault", &k.Vault, func(v string) string { return checkAzureVault(v, k.Local) })
 	var name string
 	p.check(fields, "name", &name, func(v string) string {
-		if kvCertName.MatchString(v) {
+		if kvCertName().MatchString(v) {
 			return ""
 		}
 		return "%v is not a Key Vault certificate name: 1–127 letters, digits and hyphens"

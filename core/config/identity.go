@@ -59,11 +59,11 @@ var (
 		TypeGCPSecretManager:  {"audience", "service_account", "token_audience"},
 		TypeVaultKV:           {"role", "mount", "audience"},
 	}
-	roleARNPattern  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
+	roleARNPattern  = lazyRegexp(`^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
 	wifAudience     = regexp.MustCompile(`^//iam\.googleapis\.com/projects/[0-9]+/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}/providers/[a-z0-9-]{4,32}$`)
 	serviceAccount  = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$`)
 	uuidPattern     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	vaultRoleOrPath = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	vaultRoleOrPath = lazyRegexp(`^[A-Za-z0-9_.-]{1,128}$`)
 )
 
 func (p *parser) parseIdentity(f field, sc *StoreConfig) *Identity {
@@ -124,7 +124,7 @@ func (p *parser) parseIdentity(f field, sc *StoreConfig) *Identity {
 func (p *parser) identitySettings(m map[string]field, typ string) IdentitySettings {
 	var s IdentitySettings
 	p.check(m, "role_arn", &s.RoleARN, func(v string) string {
-		if !roleARNPattern.MatchString(v) {
+		if !roleARNPattern().MatchString(v) {
 			return "%v is not an IAM role ARN: write one such as arn:aws:iam::123456789012:role/keyferry-peer"
 		}
 		return ""
@@ -164,7 +164,7 @@ func (p *parser) identitySettings(m map[string]field, typ string) IdentitySettin
 	})
 	for k, dst := range map[string]*string{"role": &s.Role, "mount": &s.Mount} {
 		p.check(m, k, dst, func(v string) string {
-			if !vaultRoleOrPath.MatchString(v) {
+			if !vaultRoleOrPath().MatchString(v) {
 				return "%v is not a Vault name: use letters, digits, _ . and -"
 			}
 			return ""

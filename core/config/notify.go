@@ -43,9 +43,9 @@ type NotifyRoute struct {
 var notifyKeys = []string{"type", "topic", "bus", "region", "kinds", "local", "endpoint", "ca_file"}
 
 var (
-	snsTopicARN   = regexp.MustCompile(`^arn:aws(-[a-z]+)*:sns:([a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}):[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$`)
-	eventBusName  = regexp.MustCompile(`^([A-Za-z0-9._/-]{1,256}|arn:aws(-[a-z]+)*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[A-Za-z0-9._/-]{1,256})$`)
-	pubsubTopic   = regexp.MustCompile(`^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
+	snsTopicARN   = lazyRegexp(`^arn:aws(-[a-z]+)*:sns:([a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}):[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$`)
+	eventBusName  = lazyRegexp(`^([A-Za-z0-9._/-]{1,256}|arn:aws(-[a-z]+)*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[A-Za-z0-9._/-]{1,256})$`)
+	pubsubTopic   = lazyRegexp(`^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
 	eventGridHost = regexp.MustCompile(`^[a-z0-9-]{3,50}\.[a-z0-9-]+\.eventgrid\.azure\.net$`)
 )
 
@@ -108,7 +108,7 @@ func (p *parser) parseRoute(item *yaml.Node, path string) *NotifyRoute {
 		need("topic", "topic: arn:aws:sns:eu-west-1:123456789012:keyferry-alerts")
 		refuse("bus")
 		p.check(fields, "topic", &r.Topic, func(v string) string {
-			if m := snsTopicARN.FindStringSubmatch(v); m != nil {
+			if m := snsTopicARN().FindStringSubmatch(v); m != nil {
 				r.Region = m[2]
 				return ""
 			}
@@ -120,7 +120,7 @@ func (p *parser) parseRoute(item *yaml.Node, path string) *NotifyRoute {
 		refuse("topic")
 		r.Bus = "default"
 		p.check(fields, "bus", &r.Bus, func(v string) string {
-			if eventBusName.MatchString(v) {
+			if eventBusName().MatchString(v) {
 				return ""
 			}
 			return "%v is not an event bus name or ARN: write one such as keyferry or default"
@@ -136,7 +136,7 @@ func (p *parser) parseRoute(item *yaml.Node, path string) *NotifyRoute {
 		refuse("bus")
 		refuse("region")
 		p.check(fields, "topic", &r.Topic, func(v string) string {
-			if pubsubTopic.MatchString(v) {
+			if pubsubTopic().MatchString(v) {
 				return ""
 			}
 			return "%v is not a Pub/Sub topic: write its full name, such as projects/kf-prod/topics/keyferry-alerts"

@@ -14,15 +14,15 @@ import (
 var (
 	awsRegion   = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$`)
 	kmsKeyID    = regexp.MustCompile(`^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$`)
-	kmsAlias    = regexp.MustCompile(`^alias/[A-Za-z0-9/_-]{1,250}$`)
-	kmsARN      = regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:(key/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})|alias/[A-Za-z0-9/_-]{1,250})$`)
+	kmsAlias    = lazyRegexp(`^alias/[A-Za-z0-9/_-]{1,250}$`)
+	kmsARN      = lazyRegexp(`^arn:aws(-[a-z]+)*:kms:[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:(key/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})|alias/[A-Za-z0-9/_-]{1,250})$`)
 	ssmPath     = regexp.MustCompile(`^(/[A-Za-z0-9_.-]+)+$`)
 	azureVault  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$`)
 	tenantGUID  = regexp.MustCompile(`^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$`)
 	tenantName  = regexp.MustCompile(`^([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$`)
 	gcpProject  = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 	gcpLocation = regexp.MustCompile(`^[a-z]+(-[a-z]+)+[0-9]{1,2}$`)
-	gcpTopic    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
+	gcpTopic    = lazyRegexp(`^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$`)
 	vaultPath   = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 )
 
@@ -49,7 +49,7 @@ func checkAWSRegion(v string) string {
 }
 
 func checkKMSKey(v string) string {
-	if kmsKeyID.MatchString(v) || kmsAlias.MatchString(v) || kmsARN.MatchString(v) {
+	if kmsKeyID.MatchString(v) || kmsAlias().MatchString(v) || kmsARN().MatchString(v) {
 		return ""
 	}
 	return "%v is not a KMS key: give a key id (1234abcd-12ab-34cd-56ef-1234567890ab), a key ARN, an alias " +
@@ -110,7 +110,7 @@ func checkTopic(v string) string {
 	if !gcpProject.MatchString(parts[1]) {
 		return "%v: the project part must be a project ID, such as kf-prod"
 	}
-	if !gcpTopic.MatchString(parts[3]) || strings.HasPrefix(strings.ToLower(parts[3]), "goog") {
+	if !gcpTopic().MatchString(parts[3]) || strings.HasPrefix(strings.ToLower(parts[3]), "goog") {
 		return "%v: a topic ID is 3–255 letters, digits and - _ . ~ + %, starts with a letter and not with \"goog\""
 	}
 	return ""

@@ -29,7 +29,7 @@ const (
 		`no "." or ".." segment, no leading, trailing or doubled "/", at most 512 characters`
 )
 
-var namePattern = regexp.MustCompile(`^` + segment + `(?:/` + segment + `)*$`)
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^` + segment + `(?:/` + segment + `)*$`) })
 
 // Tag rules.
 const (
@@ -92,7 +92,7 @@ func New(opts Options) (*Store, error) {
 	return &Store{
 		opts: opts,
 		limits: store.Limits{
-			NamePattern:    namePattern,
+			NamePattern:    namePattern(),
 			NameRule:       NameRule,
 			NameMinLen:     1,
 			NameMaxLen:     nameMaxLen,

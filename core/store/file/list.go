@@ -160,7 +160,7 @@ func (w *walker) visit(name string, out *[]string) (*frame, error) {
 		if name != "" {
 			child = name + "/" + child
 		}
-		if !namePattern.MatchString(child) {
+		if !namePattern().MatchString(child) {
 			continue
 		}
 		if strings.HasPrefix(child, w.prefix) || strings.HasPrefix(w.prefix, child+"/") {
