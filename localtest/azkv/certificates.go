@@ -337,39 +337,11 @@ func (s *Server) routeCertificates(w http.ResponseWriter, r *http.Request, rest 
 }
 
 func (s *Server) routeDeletedCertificates(w http.ResponseWriter, r *http.Request, rest []string) {
-	if len(rest) == 0 || len(rest) == 1 && rest[0] == "" {
-		if r.Method != http.MethodGet {
-			methodNotAllowed(w, r)
-			return
-		}
-		if s.authorize(w, r, ActionReadCertificate) {
-			s.listDeletedCertificates(w, r)
-		}
-		return
-	}
-	name := rest[0]
-	if !validName(name) {
-		badName(w, name)
-		return
-	}
-	switch {
-	case len(rest) == 1 && r.Method == http.MethodGet:
-		if s.authorize(w, r, ActionReadCertificate) {
-			s.getDeletedCertificate(w, name)
-		}
-	case len(rest) == 1 && r.Method == http.MethodDelete:
-		if s.authorize(w, r, ActionPurgeCertificate) {
-			s.purgeCertificate(w, name)
-		}
-	case len(rest) == 2 && rest[1] == "recover" && r.Method == http.MethodPost:
-		if s.authorize(w, r, ActionRecoverCertificate) {
-			s.recoverCertificate(w, name)
-		}
-	case len(rest) <= 2:
-		methodNotAllowed(w, r)
-	default:
-		deletedKindNotFound(w, "Certificate", name)
-	}
+	s.routeDeleted(w, r, rest, deletedRoutes{
+		read: ActionReadCertificate, purge: ActionPurgeCertificate, recover: ActionRecoverCertificate,
+		list: s.listDeletedCertificates, get: s.getDeletedCertificate, doPurge: s.purgeCertificate, doRecover: s.recoverCertificate,
+		notFound: func(w http.ResponseWriter, name string) { deletedKindNotFound(w, "Certificate", name) },
+	})
 }
 
 type importCertRequest struct {

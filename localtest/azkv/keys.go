@@ -286,39 +286,11 @@ func (s *Server) routeKeys(w http.ResponseWriter, r *http.Request, rest []string
 }
 
 func (s *Server) routeDeletedKeys(w http.ResponseWriter, r *http.Request, rest []string) {
-	if len(rest) == 0 || len(rest) == 1 && rest[0] == "" {
-		if r.Method != http.MethodGet {
-			methodNotAllowed(w, r)
-			return
-		}
-		if s.authorize(w, r, ActionReadKey) {
-			s.listDeletedKeys(w, r)
-		}
-		return
-	}
-	name := rest[0]
-	if !validName(name) {
-		badName(w, name)
-		return
-	}
-	switch {
-	case len(rest) == 1 && r.Method == http.MethodGet:
-		if s.authorize(w, r, ActionReadKey) {
-			s.getDeletedKey(w, name)
-		}
-	case len(rest) == 1 && r.Method == http.MethodDelete:
-		if s.authorize(w, r, ActionPurgeKey) {
-			s.purgeKey(w, name)
-		}
-	case len(rest) == 2 && rest[1] == "recover" && r.Method == http.MethodPost:
-		if s.authorize(w, r, ActionRecoverKey) {
-			s.recoverKey(w, name)
-		}
-	case len(rest) <= 2:
-		methodNotAllowed(w, r)
-	default:
-		deletedKindNotFound(w, "Key", name)
-	}
+	s.routeDeleted(w, r, rest, deletedRoutes{
+		read: ActionReadKey, purge: ActionPurgeKey, recover: ActionRecoverKey,
+		list: s.listDeletedKeys, get: s.getDeletedKey, doPurge: s.purgeKey, doRecover: s.recoverKey,
+		notFound: func(w http.ResponseWriter, name string) { deletedKindNotFound(w, "Key", name) },
+	})
 }
 
 // keyOperations are the cryptographic operations POSTed to keys/{name}/{version}/{op}.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -157,4 +158,52 @@ func validName(name string) bool {
 		}
 	}
 	return true
+}
+
+// deletedRoutes are one object kind's soft-delete endpoints (deletedsecrets, deletedcertificates,
+// deletedkeys): the RBAC actions and the handlers.
+type deletedRoutes struct {
+	read, purge, recover string
+	list                 func(http.ResponseWriter, *http.Request)
+	get, doPurge         func(http.ResponseWriter, string)
+	doRecover            func(http.ResponseWriter, string)
+	notFound             func(http.ResponseWriter, string)
+}
+
+// routeDeleted serves GET deletedX (list), GET and DELETE deletedX/{name} (get, purge) and
+// POST deletedX/{name}/recover, the same way for every kind.
+func (s *Server) routeDeleted(w http.ResponseWriter, r *http.Request, rest []string, d deletedRoutes) {
+	if len(rest) == 0 || len(rest) == 1 && rest[0] == "" {
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, r)
+			return
+		}
+		if s.authorize(w, r, d.read) {
+			d.list(w, r)
+		}
+		return
+	}
+	name := rest[0]
+	if !validName(name) {
+		badName(w, name)
+		return
+	}
+	switch {
+	case len(rest) == 1 && r.Method == http.MethodGet:
+		if s.authorize(w, r, d.read) {
+			d.get(w, name)
+		}
+	case len(rest) == 1 && r.Method == http.MethodDelete:
+		if s.authorize(w, r, d.purge) {
+			d.doPurge(w, name)
+		}
+	case len(rest) == 2 && rest[1] == "recover" && r.Method == http.MethodPost:
+		if s.authorize(w, r, d.recover) {
+			d.doRecover(w, name)
+		}
+	case len(rest) <= 2:
+		methodNotAllowed(w, r)
+	default:
+		d.notFound(w, name)
+	}
 }

@@ -198,39 +198,11 @@ func (s *Server) routeSecrets(w http.ResponseWriter, r *http.Request, rest []str
 }
 
 func (s *Server) routeDeletedSecrets(w http.ResponseWriter, r *http.Request, rest []string) {
-	if len(rest) == 0 || len(rest) == 1 && rest[0] == "" {
-		if r.Method != http.MethodGet {
-			methodNotAllowed(w, r)
-			return
-		}
-		if s.authorize(w, r, ActionReadMetadata) {
-			s.listDeleted(w, r)
-		}
-		return
-	}
-	name := rest[0]
-	if !validName(name) {
-		badName(w, name)
-		return
-	}
-	switch {
-	case len(rest) == 1 && r.Method == http.MethodGet:
-		if s.authorize(w, r, ActionReadMetadata) {
-			s.getDeleted(w, name)
-		}
-	case len(rest) == 1 && r.Method == http.MethodDelete:
-		if s.authorize(w, r, ActionPurgeSecret) {
-			s.purge(w, name)
-		}
-	case len(rest) == 2 && rest[1] == "recover" && r.Method == http.MethodPost:
-		if s.authorize(w, r, ActionRecoverSecret) {
-			s.recover(w, name)
-		}
-	case len(rest) <= 2:
-		methodNotAllowed(w, r)
-	default:
-		deletedSecretNotFound(w, name)
-	}
+	s.routeDeleted(w, r, rest, deletedRoutes{
+		read: ActionReadMetadata, purge: ActionPurgeSecret, recover: ActionRecoverSecret,
+		list: s.listDeleted, get: s.getDeleted, doPurge: s.purge, doRecover: s.recover,
+		notFound: deletedSecretNotFound,
+	})
 }
 
 type setRequest struct {
