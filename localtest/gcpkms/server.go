@@ -1,13 +1,9 @@
 package gcpkms
 
 import (
-	"fmt"
-	"net"
-	"sync"
 	"time"
 
 	"cloud.google.com/go/kms/apiv1/kmspb"
-	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 
 	"github.com/keyferry/keyferry/localtest/fault"
@@ -27,78 +23,23 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server is a running Cloud KMS emulator.
+// Server is a running Cloud KMS emulator: Addr, Fault, ClientOptions (for kms.NewKeyManagementClient) and
+// Stop come from gcp.GRPCServer.
 type Server struct {
-	fault    *fault.Layer
-	addr     string
-	lis      net.Listener
-	srv      *grpc.Server
-	stopOnce sync.Once
+	*gcp.GRPCServer
 }
 
 // Start starts the emulator on a free 127.0.0.1 port. Stop it with Stop.
-func Start(opts Options) (s *Server, err error) {
-	layer := opts.Fault
-	if layer == nil {
-		layer = fault.New(1, 1)
-	}
+func Start(opts Options) (*Server, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	s = &Server{fault: layer}
-	defer func() {
-		if err != nil {
-			s.Stop()
-		}
-	}()
-
-	serverOpts := layer.ServerOptions()
-	if len(opts.Interceptors) > 0 {
-		serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(opts.Interceptors...))
-	}
-	s.srv = grpc.NewServer(serverOpts...)
-	kmspb.RegisterKeyManagementServiceServer(s.srv, newService(now))
-
-	s.lis, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("kms emulator: listen: %w", err)
-	}
-	s.addr = s.lis.Addr().String()
-	lis, srv := s.lis, s.srv
-	go func() { _ = srv.Serve(lis) }() // returns when Stop closes the listener
-	return s, nil
-}
-
-// Addr is the gRPC address, 127.0.0.1:PORT.
-func (s *Server) Addr() string { return s.addr }
-
-// Fault is the fault layer in front of the server.
-func (s *Server) Fault() *fault.Layer { return s.fault }
-
-// ClientOptions are the options for kms.NewKeyManagementClient to talk to the emulator: its endpoint,
-// plaintext, no authentication.
-func (s *Server) ClientOptions() []option.ClientOption { return gcp.EndpointOptions(s.addr) }
-
-// Stop stops the server and frees the port. It is safe to call more than once.
-func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		if s.srv != nil {
-			stopGRPC(s.srv)
-		} else if s.lis != nil {
-			_ = s.lis.Close()
-		}
+	g, err := gcp.ServeGRPC("kms emulator", opts.Fault, opts.Interceptors, func(s *grpc.Server) {
+		kmspb.RegisterKeyManagementServiceServer(s, newService(now))
 	})
-}
-
-// stopGRPC stops gracefully, then hard after a grace period (a stuck stream must not hang a test).
-func stopGRPC(g *grpc.Server) {
-	done := make(chan struct{})
-	go func() { g.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		g.Stop()
-		<-done
+	if err != nil {
+		return nil, err
 	}
+	return &Server{GRPCServer: g}, nil
 }
