@@ -520,3 +520,16 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownSectionNameIsNotEchoed: a credential nested under an unknown top-level key whose name looks
+// like a secret is reported without the name (found by FuzzParse).
+func TestUnknownSectionNameIsNotEchoed(t *testing.T) {
+	in := "stores:\n  a: {type: file, path: /x}\n3nAbcdefGhijKlmnOp:\n  pAsswd: hunter2\n"
+	_, err := Parse("keyferry.yaml", []byte(in))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if strings.Contains(err.Error(), "3nAbcdefGhijKlmnOp") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("echoed: %v", err)
+	}
+}

@@ -122,7 +122,7 @@ func (p *parser) parse(data []byte) (cfg *Config) {
 		case p.isSection(name):
 			found[name] = kv
 		case strings.HasPrefix(name, extensionPrefix):
-			p.credentialsIn(kv.val, name)
+			p.credentialsIn(kv.val, p.showKey(name))
 		default:
 			msg := fmt.Sprintf("unknown section %s", p.show(name))
 			if s := suggest(name, sectionNames()); s != "" {
@@ -130,7 +130,7 @@ func (p *parser) parse(data []byte) (cfg *Config) {
 			}
 			p.errorf(kv.key, "", "%s; the sections are: %s (keys starting with %q are ignored)", msg,
 				strings.Join(sectionNames(), ", "), extensionPrefix)
-			p.credentialsIn(kv.val, name)
+			p.credentialsIn(kv.val, p.showKey(name)) // the name may itself be a secret: never echo it raw
 		}
 	}
 	for _, s := range sections {
