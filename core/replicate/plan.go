@@ -572,13 +572,14 @@ func (e *Engine) prepare(ctx context.Context, u *unit, it *Item, v store.Value) 
 	it.value = v
 }
 
-// sameValueInFlight reads the target's value in the one ambiguous case: the source is a replica whose
-// provenance does not (yet) name its current version — the state between a store's value write and its
-// provenance write (GCP: AddSecretVersion then UpdateSecret; Vault: data then metadata) — so it looks like a
-// new write. If the target already holds the same bytes, there is nothing to copy, and two functions do not
-// start copying one value back and forth. A real foreign write to the replica differs and is copied.
+// sameValueInFlight reads the target's value in the one ambiguous case: the source or the target is a
+// replica whose provenance does not (yet) name its current version — the state between a store's value
+// write and its provenance write (GCP: AddSecretVersion then UpdateSecret; Vault: data then metadata) — so
+// it looks like a new write. If the target already holds the same bytes, there is nothing to copy, and two
+// functions do not start copying one value back and forth. A real foreign write differs and is copied.
 func (e *Engine) sameValueInFlight(ctx context.Context, u *unit, it *Item, v store.Value) bool {
-	if p := u.meta.Provenance; p == nil || !p.Origin() || clean(u.meta) || it.tgtMeta == nil || !clean(*it.tgtMeta) {
+	inFlight := func(md store.Metadata) bool { return md.Provenance != nil && md.Provenance.Origin() && !clean(md) }
+	if it.tgtMeta == nil || !inFlight(u.meta) && !inFlight(*it.tgtMeta) {
 		return false
 	}
 	var cur store.Secret
