@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -21,6 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/keyferry/keyferry/localtest/gcp"
 )
 
 // The service's naming and label rules.
@@ -34,9 +35,7 @@ var (
 )
 
 const (
-	maxLabels       = 64
-	defaultPageSize = 100
-	maxPageSize     = 1000
+	maxLabels = 64
 )
 
 func invalid(format string, args ...any) error {
@@ -198,7 +197,7 @@ func (s *service) ListCertificates(_ context.Context, req *certificatemanagerpb.
 		return nil, status.Errorf(codes.Unimplemented, "order_by %q is not emulated (only name)", req.GetOrderBy())
 	}
 	prefix := parent + "/certificates/"
-	size, after, err := paging(req.GetPageSize(), req.GetPageToken(), prefix)
+	size, after, err := gcp.Paging(req.GetPageSize(), req.GetPageToken(), prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +213,7 @@ func (s *service) ListCertificates(_ context.Context, req *certificatemanagerpb.
 	out := &certificatemanagerpb.ListCertificatesResponse{}
 	for i, n := range names {
 		if i == size {
-			out.NextPageToken = pageToken(names[i-1])
+			out.NextPageToken = gcp.PageToken(names[i-1])
 			break
 		}
 		out.Certificates = append(out.Certificates, proto.Clone(s.certs[n].cert).(*certificatemanagerpb.Certificate))
@@ -222,29 +221,6 @@ func (s *service) ListCertificates(_ context.Context, req *certificatemanagerpb.
 	s.mu.Unlock()
 	return out, nil
 }
-
-// paging checks page_size and page_token; the token is the last name of the previous page (a keyset, so
-// creations and deletions between pages neither skip nor repeat entries).
-func paging(pageSize int32, token, prefix string) (size int, after string, err error) {
-	if pageSize < 0 {
-		return 0, "", invalid("page_size must not be negative")
-	}
-	size = int(pageSize)
-	if size == 0 {
-		size = defaultPageSize
-	}
-	size = min(size, maxPageSize)
-	if token != "" {
-		b, err := base64.RawURLEncoding.DecodeString(token)
-		if err != nil || !strings.HasPrefix(string(b), prefix) {
-			return 0, "", invalid("page_token is not valid for this request")
-		}
-		after = string(b)
-	}
-	return size, after, nil
-}
-
-func pageToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
 
 func (s *service) UpdateCertificate(_ context.Context, req *certificatemanagerpb.UpdateCertificateRequest) (*longrunningpb.Operation, error) {
 	in := req.GetCertificate()
@@ -426,7 +402,7 @@ func (o *operations) ListOperations(_ context.Context, req *longrunningpb.ListOp
 		return nil, status.Error(codes.Unimplemented, "operation filters are not emulated")
 	}
 	prefix := loc + "/operations/"
-	size, after, err := paging(req.GetPageSize(), req.GetPageToken(), prefix)
+	size, after, err := gcp.Paging(req.GetPageSize(), req.GetPageToken(), prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -442,7 +418,7 @@ func (o *operations) ListOperations(_ context.Context, req *longrunningpb.ListOp
 	out := &longrunningpb.ListOperationsResponse{}
 	for i, n := range names {
 		if i == size {
-			out.NextPageToken = pageToken(names[i-1])
+			out.NextPageToken = gcp.PageToken(names[i-1])
 			break
 		}
 		out.Operations = append(out.Operations, proto.Clone(o.s.ops[n]).(*longrunningpb.Operation))

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"hash/crc32"
@@ -26,6 +25,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/keyferry/keyferry/localtest/gcp"
 )
 
 // The service's naming and label rules.
@@ -42,8 +43,6 @@ var (
 
 const (
 	maxLabels              = 64
-	defaultPageSize        = 100
-	maxPageSize            = 1000
 	defaultDestroySchedule = 30 * 24 * time.Hour
 	minDestroySchedule     = 24 * time.Hour
 	maxDestroySchedule     = 120 * 24 * time.Hour
@@ -204,7 +203,7 @@ func (s *service) ListKeyRings(_ context.Context, req *kmspb.ListKeyRingsRequest
 		return nil, err
 	}
 	prefix := parent + "/keyRings/"
-	size, after, err := paging(req.GetPageSize(), req.GetPageToken(), prefix)
+	size, after, err := gcp.Paging(req.GetPageSize(), req.GetPageToken(), prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +213,7 @@ func (s *service) ListKeyRings(_ context.Context, req *kmspb.ListKeyRingsRequest
 	out := &kmspb.ListKeyRingsResponse{TotalSize: int32(total)}
 	for i, n := range names {
 		if i == size {
-			out.NextPageToken = pageToken(names[i-1])
+			out.NextPageToken = gcp.PageToken(names[i-1])
 			break
 		}
 		out.KeyRings = append(out.KeyRings, proto.Clone(s.rings[n]).(*kmspb.KeyRing))
@@ -354,7 +353,7 @@ func (s *service) ListCryptoKeys(_ context.Context, req *kmspb.ListCryptoKeysReq
 		return nil, err
 	}
 	prefix := parent + "/cryptoKeys/"
-	size, after, err := paging(req.GetPageSize(), req.GetPageToken(), prefix)
+	size, after, err := gcp.Paging(req.GetPageSize(), req.GetPageToken(), prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +366,7 @@ func (s *service) ListCryptoKeys(_ context.Context, req *kmspb.ListCryptoKeysReq
 	out := &kmspb.ListCryptoKeysResponse{TotalSize: int32(total)}
 	for i, n := range names {
 		if i == size {
-			out.NextPageToken = pageToken(names[i-1])
+			out.NextPageToken = gcp.PageToken(names[i-1])
 			break
 		}
 		out.CryptoKeys = append(out.CryptoKeys, proto.Clone(s.keys[n].pb).(*kmspb.CryptoKey))
@@ -439,7 +438,7 @@ func (s *service) ListCryptoKeyVersions(_ context.Context, req *kmspb.ListCrypto
 		return nil, err
 	}
 	// Versions are listed by number; the token is the last version name of the previous page.
-	size, after, err := paging(req.GetPageSize(), req.GetPageToken(), parent+"/cryptoKeyVersions/")
+	size, after, err := gcp.Paging(req.GetPageSize(), req.GetPageToken(), parent+"/cryptoKeyVersions/")
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +459,7 @@ func (s *service) ListCryptoKeyVersions(_ context.Context, req *kmspb.ListCrypto
 	out := &kmspb.ListCryptoKeyVersionsResponse{TotalSize: int32(len(k.versions))}
 	for i := start; i < len(k.versions); i++ {
 		if len(out.CryptoKeyVersions) == size {
-			out.NextPageToken = pageToken(k.versions[i-1].pb.GetName())
+			out.NextPageToken = gcp.PageToken(k.versions[i-1].pb.GetName())
 			break
 		}
 		out.CryptoKeyVersions = append(out.CryptoKeyVersions, proto.Clone(k.versions[i].pb).(*kmspb.CryptoKeyVersion))
@@ -579,29 +578,6 @@ func noFilter(filter, orderBy string) error {
 	}
 	return nil
 }
-
-// paging checks page_size and page_token; the token is the last name of the previous page (a keyset, so
-// creations between pages neither skip nor repeat entries).
-func paging(pageSize int32, token, prefix string) (size int, after string, err error) {
-	if pageSize < 0 {
-		return 0, "", invalid("page_size must not be negative")
-	}
-	size = int(pageSize)
-	if size == 0 {
-		size = defaultPageSize
-	}
-	size = min(size, maxPageSize)
-	if token != "" {
-		b, err := base64.RawURLEncoding.DecodeString(token)
-		if err != nil || !strings.HasPrefix(string(b), prefix) {
-			return 0, "", invalid("page_token is not valid for this request")
-		}
-		after = string(b)
-	}
-	return size, after, nil
-}
-
-func pageToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
 
 // page returns the sorted names under prefix (one level: no further '/') after after, and how many
 // names are under prefix in all.
