@@ -138,12 +138,19 @@ func New(cfg *config.Config, stores map[string]store.Store, opts Options) (*Mana
 
 // Close releases the clients created so far.
 func (m *Manager) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var errs []error
+	m.mu.Lock()
 	for k, c := range m.cms {
 		errs = append(errs, c.Close())
 		delete(m.cms, k)
+	}
+	m.mu.Unlock()
+	// The issuer lock is taken on its own: building an issuer takes issuerMu, then mu.
+	m.issuerMu.Lock()
+	defer m.issuerMu.Unlock()
+	if c, ok := m.issuer.(io.Closer); ok && m.opts.Clients.Issuer == nil {
+		errs = append(errs, c.Close())
+		m.issuer = nil
 	}
 	return errors.Join(errs...)
 }

@@ -11,9 +11,11 @@ import (
 	"os"
 
 	certificatemanager "cloud.google.com/go/certificatemanager/apiv1"
+	cloudkms "cloud.google.com/go/kms/apiv1"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/acm"
@@ -44,6 +46,11 @@ type Clients struct {
 	CertificateManager func(ctx context.Context, t *config.CertManagerTarget) (*certificatemanager.Client, error)
 	// KMS builds the KMS client of the builtin issuer's key.
 	KMS func(ctx context.Context, k *config.KMSKey) (*kms.Client, error)
+	// KeyVaultKeys builds the Key Vault keys client of the builtin issuer's key.
+	KeyVaultKeys func(ctx context.Context, k *config.KeyVaultKey) (*azkeys.Client, error)
+	// CloudKMS builds the Cloud KMS client of the builtin issuer's key. The manager closes it when the
+	// issuer cannot be built; otherwise it lives as long as the issuer.
+	CloudKMS func(ctx context.Context, k *config.CloudKMSKey) (*cloudkms.KeyManagementClient, error)
 	// Vault builds the Vault client of a vault-kv store (for the vault issuer and Vault PKI inventory).
 	Vault func(ctx context.Context, sc *config.StoreConfig) (*vault.Client, error)
 }
@@ -109,31 +116,71 @@ func defaultKeyVault(_ context.Context, t *config.KeyVaultTarget) (*azcertificat
 	})
 }
 
+// defaultKeyVaultKeys builds an azkeys client for the issuer key's vault with the function's managed
+// identity (trusting ca_file on the local cloud), as defaultKeyVault does for certificates.
+func defaultKeyVaultKeys(_ context.Context, k *config.KeyVaultKey) (*azkeys.Client, error) {
+	var co azcore.ClientOptions
+	mo := &azidentity.ManagedIdentityCredentialOptions{}
+	if k.CAFile != "" {
+		hc, err := httpClientTrusting(k.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		co.Transport = hc
+		mo.ClientOptions.Transport = hc
+	}
+	cred, err := azidentity.NewManagedIdentityCredential(mo)
+	if err != nil {
+		return nil, fmt.Errorf("managed identity: %w", err)
+	}
+	return azkeys.NewClient(k.Vault, cred, &azkeys.ClientOptions{
+		ClientOptions:                        co,
+		DisableChallengeResourceVerification: isLoopbackURL(k.Vault),
+	})
+}
+
 func defaultCertificateManager(ctx context.Context, t *config.CertManagerTarget) (*certificatemanager.Client, error) {
-	var opts []option.ClientOption
-	if t.Endpoint != "" {
-		// Local cloud only (the loader refuses an endpoint elsewhere): no credentials; plaintext gRPC for
-		// an http:// endpoint, TLS (trusting ca_file) for https://.
-		u, err := url.Parse(t.Endpoint)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("endpoint %q is not a URL", t.Endpoint)
-		}
-		creds := insecure.NewCredentials()
-		if u.Scheme == "https" {
-			tc := &tls.Config{MinVersion: tls.VersionTLS12}
-			if t.CAFile != "" {
-				pool, err := poolFrom(t.CAFile)
-				if err != nil {
-					return nil, err
-				}
-				tc.RootCAs = pool
-			}
-			creds = credentials.NewTLS(tc)
-		}
-		opts = append(opts, option.WithEndpoint(u.Host), option.WithoutAuthentication(),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(creds)))
+	opts, err := localGRPCOptions(t.Endpoint, t.CAFile)
+	if err != nil {
+		return nil, err
 	}
 	return certificatemanager.NewClient(ctx, opts...)
+}
+
+func defaultCloudKMS(ctx context.Context, k *config.CloudKMSKey) (*cloudkms.KeyManagementClient, error) {
+	opts, err := localGRPCOptions(k.Endpoint, k.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return cloudkms.NewKeyManagementClient(ctx, opts...)
+}
+
+// localGRPCOptions are the client options for a Google API on the local cloud (none without an
+// endpoint: the service, with the application default credentials). The loader allows an endpoint on
+// the local cloud only: no credentials; plaintext gRPC for an http:// endpoint, TLS (trusting caFile)
+// for https://.
+func localGRPCOptions(endpoint, caFile string) ([]option.ClientOption, error) {
+	if endpoint == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("endpoint %q is not a URL", endpoint)
+	}
+	creds := insecure.NewCredentials()
+	if u.Scheme == "https" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if caFile != "" {
+			pool, err := poolFrom(caFile)
+			if err != nil {
+				return nil, err
+			}
+			tc.RootCAs = pool
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	return []option.ClientOption{option.WithEndpoint(u.Host), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(creds))}, nil
 }
 
 func defaultVault(ctx context.Context, sc *config.StoreConfig) (*vault.Client, error) {

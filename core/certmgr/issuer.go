@@ -73,28 +73,17 @@ func (m *Manager) buildIssuer(ctx context.Context) (pki.Issuer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("builtin issuer: %w", err)
 		}
-		var key crypto.Signer
-		switch {
-		case b.KMS != nil:
-			build := m.opts.Clients.KMS
-			if build == nil {
-				build = defaultKMS
-			}
-			client, err := build(ctx, b.KMS)
-			if err != nil {
-				return nil, fmt.Errorf("builtin issuer: KMS client (%s): %w", b.KMS.Region, err)
-			}
-			if key, err = kmssigner.NewAWS(ctx, client, b.KMS.KeyID); err != nil {
-				return nil, fmt.Errorf("builtin issuer: %w", err)
-			}
-		default:
-			if key, err = pki.LoadFileSigner(b.KeyFile); err != nil {
-				return nil, fmt.Errorf("builtin issuer: %w", err)
-			}
+		key, closeKey, err := m.issuerKey(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("builtin issuer: %w", err)
 		}
 		li, err := pki.NewLocalIssuer(inter, chain, key, m.cc.Policy)
 		if err != nil {
+			_ = closeKey()
 			return nil, fmt.Errorf("builtin issuer: %w", err)
+		}
+		if b.CloudKMS != nil {
+			return closingIssuer{Issuer: li, close: closeKey}, nil
 		}
 		return li, nil
 	case is.Vault != nil:
@@ -116,6 +105,68 @@ func (m *Manager) buildIssuer(ctx context.Context) (pki.Issuer, error) {
 	}
 	return nil, errors.New("the issuer names neither builtin nor vault")
 }
+
+// issuerKey makes the builtin issuer's signer: the key file, or a key held by AWS KMS, Azure Key Vault or
+// Cloud KMS (whose public key is fetched now). closeKey releases what the signer holds (the Cloud KMS
+// client); it is never nil.
+func (m *Manager) issuerKey(ctx context.Context, b *config.BuiltinIssuer) (key crypto.Signer, closeKey func() error, err error) {
+	noop := func() error { return nil }
+	switch {
+	case b.KMS != nil:
+		build := m.opts.Clients.KMS
+		if build == nil {
+			build = defaultKMS
+		}
+		client, err := build(ctx, b.KMS)
+		if err != nil {
+			return nil, noop, fmt.Errorf("KMS client (%s): %w", b.KMS.Region, err)
+		}
+		key, err = kmssigner.NewAWS(ctx, client, b.KMS.KeyID)
+		return key, noop, err
+	case b.KeyVaultKey != nil:
+		build := m.opts.Clients.KeyVaultKeys
+		if build == nil {
+			build = defaultKeyVaultKeys
+		}
+		client, err := build(ctx, b.KeyVaultKey)
+		if err != nil {
+			return nil, noop, fmt.Errorf("Key Vault keys client (%s): %w", b.KeyVaultKey.Vault, err)
+		}
+		key, err = kmssigner.NewAzure(ctx, client, b.KeyVaultKey.Key, b.KeyVaultKey.Version)
+		return key, noop, err
+	case b.CloudKMS != nil:
+		build := m.opts.Clients.CloudKMS
+		if build == nil {
+			build = defaultCloudKMS
+		}
+		client, err := build(ctx, b.CloudKMS)
+		if err != nil {
+			return nil, noop, fmt.Errorf("Cloud KMS client: %w", err)
+		}
+		signer, err := kmssigner.NewGCP(ctx, client, b.CloudKMS.KeyVersion)
+		if err == nil {
+			if gs, ok := signer.(*kmssigner.GCPSigner); ok && gs.PSSOnly() {
+				err = fmt.Errorf("Cloud KMS key version %s is %s: the builtin CA signs RSA certificates with PKCS #1 v1.5; use an RSA_SIGN_PKCS1_* or EC_SIGN_* key",
+					b.CloudKMS.KeyVersion, gs.Algorithm())
+			}
+		}
+		if err != nil {
+			_ = client.Close()
+			return nil, noop, err
+		}
+		return signer, client.Close, nil
+	}
+	key, err = pki.LoadFileSigner(b.KeyFile)
+	return key, noop, err
+}
+
+// closingIssuer is an issuer holding a client to release: Close releases it.
+type closingIssuer struct {
+	pki.Issuer
+	close func() error
+}
+
+func (c closingIssuer) Close() error { return c.close() }
 
 // policyIssuer checks keyferry's policy before asking an issuer that applies none of its own.
 type policyIssuer struct {

@@ -23,8 +23,10 @@ var (
 	certificatesKeys  = []string{"issuer", "policy", "specs", "inventory"}
 	certIssuerKeys    = []string{"builtin", "vault"}
 	builtinIssuerKeys = []string{"certificate", "chain", "key"}
-	issuerKeyKeys     = []string{"file", "aws_kms"}
+	issuerKeyKeys     = []string{"file", "aws_kms", "azure_key_vault", "gcp_kms"}
 	kmsKeyKeys        = []string{"key_id", "region", "local", "endpoint", "ca_file"}
+	kvKeyKeys         = []string{"vault", "key", "version", "local", "ca_file"}
+	cloudKMSKeyKeys   = []string{"key_version", "local", "endpoint", "ca_file"}
 	vaultIssuerKeys   = []string{"store", "mount", "role", "mode"}
 	certPolicyKeys    = []string{"allowed_domains", "allowed_uris", "max_ttl", "key_types", "allow_wildcards", "allow_ips"}
 	certSpecKeys      = []string{"name", "common_name", "dns", "ips", "uris", "key_type", "ttl", "renew_before",
@@ -83,17 +85,22 @@ type CertIssuer struct {
 	Vault   *VaultIssuer
 }
 
-// BuiltinIssuer signs in process with an intermediate CA (core/pki) whose key is a file or a KMS key.
+// BuiltinIssuer signs in process with an intermediate CA (core/pki) whose key is a file or a key held
+// by a cloud KMS: exactly one of KeyFile, KMS, KeyVaultKey and CloudKMS is set.
 type BuiltinIssuer struct {
 	// Certificate is the intermediate's PEM file (it may carry the chain after the intermediate).
 	Certificate string
 	// Chain is a PEM file of the certificates above the intermediate, ending with the root ("": none
 	// beyond what Certificate holds).
 	Chain string
-	// KeyFile is the intermediate's unencrypted PKCS#8 key file (mode 0600); "" when KMS is set.
+	// KeyFile is the intermediate's unencrypted PKCS#8 key file (mode 0600).
 	KeyFile string
-	// KMS is the intermediate's key in AWS KMS; nil when KeyFile is set.
+	// KMS is the intermediate's key in AWS KMS.
 	KMS *KMSKey
+	// KeyVaultKey is the intermediate's key in Azure Key Vault.
+	KeyVaultKey *KeyVaultKey
+	// CloudKMS is the intermediate's key version in Google Cloud KMS.
+	CloudKMS *CloudKMSKey
 }
 
 // KMSKey is an asymmetric AWS KMS key (SIGN_VERIFY).
@@ -103,6 +110,24 @@ type KMSKey struct {
 	Local    bool
 	Endpoint string
 	CAFile   string
+}
+
+// KeyVaultKey is an Azure Key Vault key (EC P-256/P-384/P-521 or RSA) allowed to sign.
+type KeyVaultKey struct {
+	Vault   string // the vault URL
+	Key     string // the key's name
+	Version string // "": the key's current version when the issuer is built
+	Local   bool
+	CAFile  string
+}
+
+// CloudKMSKey is a Google Cloud KMS asymmetric signing key version.
+type CloudKMSKey struct {
+	// KeyVersion is projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N.
+	KeyVersion string
+	Local      bool
+	Endpoint   string
+	CAFile     string
 }
 
 // VaultIssuer issues through a HashiCorp Vault PKI role, reached with the address and identity of a
@@ -225,6 +250,10 @@ var (
 	kvCertName       = lazyRegexp(`^[0-9A-Za-z-]{1,127}$`)
 	vaultRolePattern = lazyRegexp(`^[A-Za-z0-9_.@-]{1,128}$`)
 	kmsARNRegion     = regexp.MustCompile(`^arn:aws(-[a-z]+)*:kms:([a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}):`)
+	kvKeyVersion     = lazyRegexp(`^[0-9A-Fa-f]{32}$`)
+	kmsResourceID    = lazyRegexp(`^[A-Za-z0-9_-]{1,63}$`)
+	kmsLocation      = lazyRegexp(`^[a-z][a-z0-9-]{0,62}$`)
+	kmsVersionNumber = lazyRegexp(`^[1-9][0-9]{0,9}$`)
 )
 
 func (p *parser) parseCertificates(cfg *Config, key, val *yaml.Node) {
@@ -403,10 +432,12 @@ func (p *parser) builtinIssuer(f field) *BuiltinIssuer {
 	}
 	g, has := fields["key"]
 	if !has {
-		p.errorf(f.key, f.path, "key is required: the intermediate's key, `key: {file: ca/intermediate.key}` or `key: {aws_kms: {key_id: arn:aws:kms:…, region: eu-west-1}}`")
+		p.errorf(f.key, f.path, "key is required: the intermediate's key, `key: {file: ca/intermediate.key}`, `key: {aws_kms: {key_id: arn:aws:kms:…, region: eu-west-1}}`, "+
+			"`key: {azure_key_vault: {vault: https://kf-prod.vault.azure.net, key: keyferry-ca}}` or `key: {gcp_kms: {key_version: projects/…/cryptoKeyVersions/1}}`")
 		return nil
 	}
-	kf, ok := p.certMapping(g, issuerKeyKeys, "issuer keys", "{file: ca/intermediate.key} or {aws_kms: {key_id: alias/keyferry-ca, region: eu-west-1}}")
+	kf, ok := p.certMapping(g, issuerKeyKeys, "issuer keys", "{file: ca/intermediate.key}, {aws_kms: {key_id: alias/keyferry-ca, region: eu-west-1}}, "+
+		"{azure_key_vault: {vault: https://kf-prod.vault.azure.net, key: keyferry-ca}} or {gcp_kms: {key_version: projects/…/cryptoKeyVersions/1}}")
 	if !ok {
 		return nil
 	}
@@ -421,6 +452,14 @@ func (p *parser) builtinIssuer(f field) *BuiltinIssuer {
 		}
 	case "aws_kms":
 		if b.KMS = p.kmsKey(kf[kind]); b.KMS == nil {
+			good = false
+		}
+	case "azure_key_vault":
+		if b.KeyVaultKey = p.keyVaultKey(kf[kind]); b.KeyVaultKey == nil {
+			good = false
+		}
+	case "gcp_kms":
+		if b.CloudKMS = p.cloudKMSKey(kf[kind]); b.CloudKMS == nil {
 			good = false
 		}
 	}
@@ -455,6 +494,95 @@ func (p *parser) kmsKey(f field) *KMSKey {
 		return nil
 	}
 	return k
+}
+
+func (p *parser) keyVaultKey(f field) *KeyVaultKey {
+	fields, ok := p.certMapping(f, kvKeyKeys, "azure_key_vault keys", "{vault: https://kf-prod.vault.azure.net, key: keyferry-ca}")
+	if !ok {
+		return nil
+	}
+	k := &KeyVaultKey{}
+	if g, has := fields["local"]; has {
+		k.Local, _ = p.boolean(g)
+	}
+	good := true
+	if g, has := fields["ca_file"]; has {
+		if !k.Local {
+			p.errorf(g.key, g.path, "ca_file is only for azure_key_vault keys of the local cloud: add `local: true`, or remove ca_file (real services are trusted through the system's CA certificates)")
+			good = false
+		} else if k.CAFile, ok = p.certPath(g); !ok {
+			good = false
+		}
+	}
+	for _, req := range []struct{ key, example string }{
+		{"vault", "`vault: https://kf-prod.vault.azure.net`"},
+		{"key", "the Key Vault key's name, such as `key: keyferry-ca`"},
+	} {
+		if _, has := fields[req.key]; !has {
+			p.errorf(f.key, f.path, "%s is required: add %s", req.key, req.example)
+			good = false
+		}
+	}
+	p.check(fields, "vault", &k.Vault, func(v string) string { return checkAzureVault(v, k.Local) })
+	p.check(fields, "key", &k.Key, func(v string) string {
+		if kvCertName().MatchString(v) {
+			return ""
+		}
+		return "%v is not a Key Vault key name: 1–127 letters, digits and hyphens"
+	})
+	p.check(fields, "version", &k.Version, func(v string) string {
+		if kvKeyVersion().MatchString(v) {
+			return ""
+		}
+		return "%v is not a Key Vault key version: 32 hexadecimal digits, such as 0123456789abcdef0123456789abcdef, or remove version to use the key's current version"
+	})
+	_, hasVersion := fields["version"]
+	if !good || k.Vault == "" || k.Key == "" || (hasVersion && k.Version == "") {
+		return nil
+	}
+	return k
+}
+
+func (p *parser) cloudKMSKey(f field) *CloudKMSKey {
+	const example = "projects/kf-prod/locations/europe-west1/keyRings/keyferry/cryptoKeys/ca/cryptoKeyVersions/1"
+	fields, ok := p.certMapping(f, cloudKMSKeyKeys, "gcp_kms keys", "{key_version: "+example+"}")
+	if !ok {
+		return nil
+	}
+	k := &CloudKMSKey{}
+	k.Local, k.Endpoint, k.CAFile = p.localSettings(fields, "gcp_kms keys")
+	if _, has := fields["key_version"]; !has {
+		p.errorf(f.key, f.path, "key_version is required: the Cloud KMS key version that signs, such as `key_version: %s`", example)
+		return nil
+	}
+	p.check(fields, "key_version", &k.KeyVersion, checkCloudKMSKeyVersion)
+	if k.KeyVersion == "" {
+		return nil
+	}
+	return k
+}
+
+// checkCloudKMSKeyVersion checks a Cloud KMS key version's resource name.
+func checkCloudKMSKeyVersion(v string) string {
+	const form = "projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY/cryptoKeyVersions/N"
+	parts := strings.Split(v, "/")
+	if len(parts) == 8 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "keyRings" && parts[6] == "cryptoKeys" {
+		return "%v names a key, not a key version: add /cryptoKeyVersions/N (Cloud KMS signs with one version of a key)"
+	}
+	if len(parts) != 10 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "keyRings" || parts[6] != "cryptoKeys" || parts[8] != "cryptoKeyVersions" {
+		return "%v is not a Cloud KMS key version: write it as " + form
+	}
+	switch {
+	case !gcpProject.MatchString(parts[1]):
+		return "%v: the project part must be a project ID (6–30 lower-case letters, digits and hyphens), such as kf-prod"
+	case !kmsLocation().MatchString(parts[3]):
+		return "%v: the location part must be global or a location such as europe-west1 or us"
+	case !kmsResourceID().MatchString(parts[5]) || !kmsResourceID().MatchString(parts[7]):
+		return "%v: key ring and key IDs are 1–63 letters, digits, _ and -"
+	case !kmsVersionNumber().MatchString(parts[9]):
+		return "%v: the version is a number from 1, such as cryptoKeyVersions/1"
+	}
+	return ""
 }
 
 func (p *parser) vaultIssuer(f field) *VaultIssuer {

@@ -141,6 +141,43 @@ certificates:
 	if k := cfg.Certificates.Issuer.Builtin.KMS; k == nil || k.Region != "eu-west-1" || cfg.Certificates.Issuer.Builtin.KeyFile != "" {
 		t.Errorf("KMS key %+v", k)
 	}
+	// Keys held by Key Vault and Cloud KMS, on the real clouds and on the local cloud.
+	for _, c := range []struct {
+		name, key string
+		check     func(b *BuiltinIssuer) bool
+	}{
+		{"key vault", "{azure_key_vault: {vault: https://kf-prod.vault.azure.net, key: keyferry-ca}}", func(b *BuiltinIssuer) bool {
+			k := b.KeyVaultKey
+			return k != nil && k.Vault == "https://kf-prod.vault.azure.net" && k.Key == "keyferry-ca" && k.Version == "" && !k.Local
+		}},
+		{"key vault version", "{azure_key_vault: {vault: https://kf-prod.vault.azure.net, key: ca, version: 0123456789ABCDEF0123456789abcdef}}", func(b *BuiltinIssuer) bool {
+			return b.KeyVaultKey != nil && b.KeyVaultKey.Version == "0123456789ABCDEF0123456789abcdef"
+		}},
+		{"key vault local", "{azure_key_vault: {vault: \"https://127.0.0.1:8443\", key: ca, local: true, ca_file: ca.pem}}", func(b *BuiltinIssuer) bool {
+			k := b.KeyVaultKey
+			return k != nil && k.Local && k.Vault == "https://127.0.0.1:8443" && k.CAFile == filepath.Join(".", "ca.pem")
+		}},
+		{"cloud kms", "{gcp_kms: {key_version: projects/kf-prod/locations/europe-west1/keyRings/keyferry/cryptoKeys/ca/cryptoKeyVersions/3}}", func(b *BuiltinIssuer) bool {
+			k := b.CloudKMS
+			return k != nil && k.KeyVersion == "projects/kf-prod/locations/europe-west1/keyRings/keyferry/cryptoKeys/ca/cryptoKeyVersions/3" && !k.Local && k.Endpoint == ""
+		}},
+		{"cloud kms multi-region", "{gcp_kms: {key_version: projects/kf-prod/locations/us/keyRings/k_1/cryptoKeys/Ca-2/cryptoKeyVersions/12}}", func(b *BuiltinIssuer) bool {
+			return b.CloudKMS != nil
+		}},
+		{"cloud kms local", "{gcp_kms: {key_version: projects/kf-test/locations/global/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1, local: true, endpoint: \"http://127.0.0.1:9090\"}}", func(b *BuiltinIssuer) bool {
+			k := b.CloudKMS
+			return k != nil && k.Local && k.Endpoint == "http://127.0.0.1:9090" && k.CAFile == ""
+		}},
+	} {
+		cfg, err := Parse("keyferry.yaml", []byte(certStores+"certificates:\n  issuer: {builtin: {certificate: i.pem, key: "+c.key+"}}\n"))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if b := cfg.Certificates.Issuer.Builtin; !c.check(b) || b.KeyFile != "" || b.KMS != nil {
+			t.Errorf("%s: issuer %+v, key vault %+v, cloud kms %+v", c.name, b, b.KeyVaultKey, b.CloudKMS)
+		}
+	}
 	// An empty section configures nothing.
 	if cfg, err := Parse("keyferry.yaml", []byte(certStores+"certificates:\n")); err != nil || cfg.Certificates != nil {
 		t.Errorf("empty section: %v %+v", err, cfg)
@@ -168,6 +205,40 @@ func TestCertificatesErrors(t *testing.T) {
 			[]want{w("6:48", "certificates.issuer.builtin.key.aws_kms", "region is required")}},
 		{"kms-endpoint-not-local", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {aws_kms: {key_id: alias/ca, region: eu-west-1, endpoint: \"http://127.0.0.1:5000\"}}}}\n",
 			[]want{w("6:95", "certificates.issuer.builtin.key.aws_kms.endpoint", "only for KMS keys of the local cloud")}},
+		{"kv-key-http", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"http://kf.vault.azure.net\", key: ca}}}}\n",
+			[]want{w("6:66", "certificates.issuer.builtin.key.azure_key_vault.vault", "must be an https URL such as https://kf-prod.vault.azure.net")}},
+		{"kv-key-not-a-vault", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://kf.example.com\", key: ca}}}}\n",
+			[]want{w("6:66", "certificates.issuer.builtin.key.azure_key_vault.vault", "Key Vault URLs end in .vault.azure.net")}},
+		{"kv-key-loopback-not-local", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://127.0.0.1:8443\", key: ca}}}}\n",
+			[]want{w("6:66", "certificates.issuer.builtin.key.azure_key_vault.vault", "points at this machine: add `local: true`")}},
+		{"kv-key-missing", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\"}}}}\n",
+			[]want{w("6:48", "certificates.issuer.builtin.key.azure_key_vault", "key is required: add the Key Vault key's name")}},
+		{"kv-key-bad-name", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca_1}}}}\n",
+			[]want{w("6:108", "certificates.issuer.builtin.key.azure_key_vault.key", `"ca_1" is not a Key Vault key name`)}},
+		{"kv-key-bad-version", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca, version: latest}}}}\n",
+			[]want{w("6:117", "certificates.issuer.builtin.key.azure_key_vault.version", `"latest" is not a Key Vault key version`, "remove version")}},
+		{"kv-key-ca-file-not-local", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca, ca_file: ca.pem}}}}\n",
+			[]want{w("6:117", "certificates.issuer.builtin.key.azure_key_vault.ca_file", "only for azure_key_vault keys of the local cloud")}},
+		{"kv-key-endpoint", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca, endpoint: \"https://127.0.0.1:1\"}}}}\n",
+			[]want{w("6:117", "certificates.issuer.builtin.key.azure_key_vault.endpoint", `unknown key "endpoint"`)}},
+		{"gcp-key-is-a-key", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: projects/kf-prod/locations/global/keyRings/r/cryptoKeys/ca}}}}\n",
+			[]want{w("6:58", "certificates.issuer.builtin.key.gcp_kms.key_version", "names a key, not a key version: add /cryptoKeyVersions/N")}},
+		{"gcp-key-garbage", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: ca}}}}\n",
+			[]want{w("6:58", "certificates.issuer.builtin.key.gcp_kms.key_version", `"ca" is not a Cloud KMS key version: write it as projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY/cryptoKeyVersions/N`)}},
+		{"gcp-key-project", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: projects/123/locations/global/keyRings/r/cryptoKeys/ca/cryptoKeyVersions/1}}}}\n",
+			[]want{w("6:58", "certificates.issuer.builtin.key.gcp_kms.key_version", "the project part must be a project ID")}},
+		{"gcp-key-version-zero", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: projects/kf-prod/locations/global/keyRings/r/cryptoKeys/ca/cryptoKeyVersions/0}}}}\n",
+			[]want{w("6:58", "certificates.issuer.builtin.key.gcp_kms.key_version", "the version is a number from 1")}},
+		{"gcp-key-ring-id", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: projects/kf-prod/locations/global/keyRings/a.b/cryptoKeys/ca/cryptoKeyVersions/1}}}}\n",
+			[]want{w("6:58", "certificates.issuer.builtin.key.gcp_kms.key_version", "key ring and key IDs are 1–63 letters")}},
+		{"gcp-key-missing", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {local: true}}}}\n",
+			[]want{w("6:48", "certificates.issuer.builtin.key.gcp_kms", "key_version is required")}},
+		{"gcp-key-endpoint-not-local", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: projects/kf-prod/locations/global/keyRings/r/cryptoKeys/ca/cryptoKeyVersions/1, endpoint: \"http://127.0.0.1:9\"}}}}\n",
+			[]want{w("6:151", "certificates.issuer.builtin.key.gcp_kms.endpoint", "only for gcp_kms keys of the local cloud")}},
+		{"gcp-key-endpoint-remote", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {gcp_kms: {key_version: projects/kf-prod/locations/global/keyRings/r/cryptoKeys/ca/cryptoKeyVersions/1, local: true, endpoint: \"http://kms.example.com\"}}}}\n",
+			[]want{w("6:164", "certificates.issuer.builtin.key.gcp_kms.endpoint", "must be on this machine")}},
+		{"two-cloud-keys", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {aws_kms: {key_id: alias/ca, region: eu-west-1}, gcp_kms: {key_version: x}}}}\n",
+			[]want{w("6:96", "certificates.issuer.builtin.key.gcp_kms", "give exactly one key, not aws_kms and gcp_kms")}},
 		{"credential", "certificates:\n  issuer: {builtin: {certificate: i.pem, key: {file: i.key, private_key: hunter2}}}\n",
 			[]want{w("6:61", "certificates.issuer.builtin.key.private_key", "static credentials are not allowed")}},
 		{"no-policy", "certificates:\n" + issuer + "  specs:\n    - {name: api, dns: api.svc.example.com, targets: [aws]}\n",
@@ -290,5 +361,56 @@ func TestCertificatesSchemaEmptySection(t *testing.T) {
 	}
 	if _, err := Parse("keyferry.yaml", []byte(input)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCertificatesSchemaKMSKeys: the schema knows the issuer keys held by Key Vault and Cloud KMS as the
+// loader does, accepts what the loader accepts and refuses what it refuses for their shape.
+func TestCertificatesSchemaKMSKeys(t *testing.T) {
+	sch, m := loadSchema(t)
+	defs := m["definitions"].(map[string]any)
+	for def, want := range map[string][]string{"keyVaultKey": kvKeyKeys, "cloudKMSKey": cloudKMSKeyKeys} {
+		var got []string
+		for k := range defs[def].(map[string]any)["properties"].(map[string]any) {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		want = slices.Sorted(slices.Values(want))
+		if !slices.Equal(got, want) {
+			t.Errorf("schema keys of %s %v, the loader's %v", def, got, want)
+		}
+	}
+	const head = "stores:\n  aws: {type: aws-secretsmanager, region: eu-west-1}\ncertificates:\n  issuer: {builtin: {certificate: i.pem, key: "
+	const version = "projects/kf-prod/locations/europe-west1/keyRings/keyferry/cryptoKeys/ca/cryptoKeyVersions/1"
+	for _, key := range []string{
+		"{azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: keyferry-ca}}",
+		"{azure_key_vault: {vault: \"https://127.0.0.1:8443\", key: ca, version: 0123456789abcdef0123456789abcdef, local: true, ca_file: ca.pem}}",
+		"{gcp_kms: {key_version: " + version + "}}",
+		"{gcp_kms: {key_version: " + version + ", local: true, endpoint: \"http://127.0.0.1:9090\"}}",
+	} {
+		input := head + key + "}}\n"
+		if err := sch.Validate(yamlToJSON(t, input)); err != nil {
+			t.Errorf("the schema refuses\n%s%v", input, err)
+		}
+		if _, err := Parse("keyferry.yaml", []byte(input)); err != nil {
+			t.Errorf("the loader refuses\n%s%v", input, err)
+		}
+	}
+	for name, key := range map[string]string{
+		"kv-http":        "{azure_key_vault: {vault: \"http://kf-prod.vault.azure.net\", key: ca}}",
+		"kv-no-key":      "{azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\"}}",
+		"kv-bad-version": "{azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca, version: latest}}",
+		"kv-endpoint":    "{azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca, endpoint: \"https://127.0.0.1:1\"}}",
+		"gcp-key-only":   "{gcp_kms: {key_version: projects/kf-prod/locations/global/keyRings/r/cryptoKeys/ca}}",
+		"gcp-missing":    "{gcp_kms: {local: true}}",
+		"two-keys":       "{azure_key_vault: {vault: \"https://kf-prod.vault.azure.net\", key: ca}, gcp_kms: {key_version: " + version + "}}",
+	} {
+		input := head + key + "}}\n"
+		if err := sch.Validate(yamlToJSON(t, input)); err == nil {
+			t.Errorf("%s: the schema accepts\n%s", name, input)
+		}
+		if _, err := Parse("keyferry.yaml", []byte(input)); err == nil {
+			t.Errorf("%s: the loader accepts what the schema refuses", name)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 // Package moto runs the moto AWS emulator (https://github.com/getmoto/moto, preinstalled as a Python
 // package) for the local cloud: Secrets Manager, SSM Parameter Store, KMS, ACM, STS, EventBridge.
 //
-// Start runs `python3 -m moto.server -H 127.0.0.1 -p PORT` on a free 127.0.0.1 port in its own process
-// group, captures its output (Logs), and waits until sts:GetCallerIdentity answers. Stop kills the process
-// group and reaps the process; Reset empties every backend between tests.
+// Start runs moto's server (`python3 -c <kms_digest.py> -H 127.0.0.1 -p PORT`: moto.server's main, with
+// KMS Sign and Verify patched to honour MessageType=DIGEST as AWS KMS does, see kms_digest.py) on a free
+// 127.0.0.1 port in its own process group, captures its output (Logs), and waits until
+// sts:GetCallerIdentity answers. Stop kills the process group and reaps the process; Reset empties every
+// backend between tests.
 //
 // One server serves every region and account; signatures are not checked (unless auth is switched on with
 // INITIAL_NO_AUTH_ACTION_COUNT, see Options.Env). Config builds an aws.Config for the server with static
@@ -13,6 +15,7 @@ package moto
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +40,17 @@ const EnvPython = "KEYFERRY_PYTHON"
 
 // MakeTarget is the make target that installs moto (moto[server] 5.2.1) for the tests.
 const MakeTarget = "make moto"
+
+// kmsDigestPatch is the Python program Start runs instead of `python3 -m moto.server`: moto's server
+// with its KMS Sign and Verify fixed for MessageType=DIGEST. moto 5.2.1 ignores MessageType (it hashes
+// the digest again, signing H(digest)) and gives RSA-PSS the maximum salt length; the patch signs and
+// verifies a DIGEST as prehashed, with a PSS salt as long as the digest, and refuses a digest of the wrong
+// length, as AWS KMS does, so the SDK (and crypto/x509 checking the signatures) cannot tell moto from KMS.
+// RAW messages and everything else keep moto's behaviour. It patches when moto first loads its KMS
+// backend, so start-up costs nothing more.
+//
+//go:embed kms_digest.py
+var kmsDigestPatch string
 
 // Region, AccessKeyID and SecretAccessKey are what Config uses. Moto accepts any key; these are
 // deliberately fake and must never be replaced by real credentials.
@@ -146,7 +160,7 @@ func start(ctx context.Context, python string, extraEnv []string, timeout time.D
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	logs := &syncBuffer{}
-	cmd := exec.Command(python, "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	cmd := exec.Command(python, "-c", kmsDigestPatch, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	cmd.Env = append(serverEnv(), extraEnv...)
 	cmd.Dir = os.TempDir()
 	cmd.Stdout = logs

@@ -167,7 +167,8 @@ func (s *AWSSigner) SignContext(ctx context.Context, digest []byte, opts crypto.
 }
 
 // Algorithm is the KMS signing algorithm for opts: ECDSA_SHA_256/384/512 for the matching curve,
-// RSASSA_PSS_SHA_* when opts is *rsa.PSSOptions (KMS uses a salt as long as the hash), and
+// RSASSA_PSS_SHA_* when opts is *rsa.PSSOptions (KMS uses a salt as long as the hash, so opts asking
+// for another length, PSSSaltLengthAuto included, are refused), and
 // RSASSA_PKCS1_V1_5_SHA_* otherwise.
 func (s *AWSSigner) Algorithm(opts crypto.SignerOpts) (types.SigningAlgorithmSpec, error) {
 	if opts == nil {
@@ -191,14 +192,16 @@ func (s *AWSSigner) Algorithm(opts crypto.SignerOpts) (types.SigningAlgorithmSpe
 			crypto.SHA512: types.SigningAlgorithmSpecEcdsaSha512,
 		}[h]
 	case *rsa.PublicKey:
-		if pss, ok := opts.(*rsa.PSSOptions); ok {
+		if _, ok := opts.(*rsa.PSSOptions); ok {
 			alg = map[crypto.Hash]types.SigningAlgorithmSpec{
 				crypto.SHA256: types.SigningAlgorithmSpecRsassaPssSha256,
 				crypto.SHA384: types.SigningAlgorithmSpecRsassaPssSha384,
 				crypto.SHA512: types.SigningAlgorithmSpecRsassaPssSha512,
 			}[h]
-			if alg != "" && pss.SaltLength != rsa.PSSSaltLengthEqualsHash && pss.SaltLength != rsa.PSSSaltLengthAuto && pss.SaltLength != h.Size() {
-				return "", fmt.Errorf("kmssigner: KMS RSA-PSS uses a salt as long as the hash (%d bytes), not %d", h.Size(), pss.SaltLength)
+			if alg != "" {
+				if _, err := pssOptions(opts, h, "KMS"); err != nil {
+					return "", err
+				}
 			}
 		} else {
 			alg = map[crypto.Hash]types.SigningAlgorithmSpec{

@@ -225,7 +225,7 @@ func TestAlgorithm(t *testing.T) {
 		{types.KeySpecRsa2048, rsaKey.Public(), nil, crypto.SHA384, types.SigningAlgorithmSpecRsassaPkcs1V15Sha384, ""},
 		{types.KeySpecRsa2048, rsaKey.Public(), nil, crypto.SHA512, types.SigningAlgorithmSpecRsassaPkcs1V15Sha512, ""},
 		{types.KeySpecRsa2048, rsaKey.Public(), nil, pss(crypto.SHA256, rsa.PSSSaltLengthEqualsHash), types.SigningAlgorithmSpecRsassaPssSha256, ""},
-		{types.KeySpecRsa2048, rsaKey.Public(), nil, pss(crypto.SHA256, rsa.PSSSaltLengthAuto), types.SigningAlgorithmSpecRsassaPssSha256, ""},
+		{types.KeySpecRsa2048, rsaKey.Public(), nil, pss(crypto.SHA256, rsa.PSSSaltLengthAuto), "", "not the longest possible salt"},
 		{types.KeySpecRsa2048, rsaKey.Public(), nil, pss(crypto.SHA384, 48), types.SigningAlgorithmSpecRsassaPssSha384, ""},
 		{types.KeySpecRsa2048, rsaKey.Public(), nil, pss(crypto.SHA256, 20), "", "salt as long as the hash"},
 		{types.KeySpecRsa2048, rsaKey.Public(), nil, pss(crypto.Hash(0), 0), "", "not unhashed messages"},

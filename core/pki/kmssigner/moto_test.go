@@ -21,17 +21,12 @@ import (
 	"github.com/keyferry/keyferry/localtest/moto"
 )
 
-// TestAWSAgainstMoto runs the signer against moto's KMS: key discovery (one GetPublicKey, through an
-// alias), the Sign request (MessageType DIGEST, the algorithm for the key spec and hash, the key ARN),
-// and the signatures moto returns.
-//
-// moto 5.2.1 ignores MessageType: it treats a DIGEST as a raw message and hashes it again, so its
-// signatures are over H(digest), not digest, and RSA-PSS uses the maximum salt length instead of KMS's
-// hash-length salt. crypto/x509 checks every signature a Signer returns, so X.509 signing through moto
-// cannot succeed; the test checks moto's signatures under moto's own semantics (proving key and algorithm
-// are right) and that crypto/x509 refuses them. Should moto start honouring DIGEST, the test signs an
-// intermediate and a leaf and verifies them with x509 instead. The full X.509 path under real KMS
-// semantics is covered by TestAWSIssuesThroughKMSFake.
+// TestAWSAgainstMoto runs the signer against moto's KMS (started by localtest/moto with its DIGEST fix,
+// so moto signs the digest it is given, RSA-PSS with a hash-length salt, as AWS KMS does): key discovery
+// (one GetPublicKey, through an alias), the Sign request (MessageType DIGEST, the algorithm for the key
+// spec and hash, the key ARN), the signatures, and the full CA path: a CSR and a leaf signed through moto
+// and verified to a local root by crypto/x509 (ECDSA P-256 and P-384, RSA PKCS #1 v1.5, and RSA-PSS
+// certificates).
 func TestAWSAgainstMoto(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -92,7 +87,6 @@ func TestAWSAgainstMoto(t *testing.T) {
 				t.Fatal("Public differs from GetPublicKey")
 			}
 
-			honoursDigest := true
 			for _, sc := range c.signs {
 				h := sc.opts.HashFunc()
 				hh := h.New()
@@ -107,17 +101,9 @@ func TestAWSAgainstMoto(t *testing.T) {
 					aws.ToString(in.KeyId) != arn || !bytes.Equal(in.Message, digest) {
 					t.Fatalf("Sign request %+v, want DIGEST %s on %s", in, sc.wantAlg, arn)
 				}
-				if verify(signer.Public(), h, sc.opts, digest, sig) {
-					continue // a KMS that honours DIGEST
+				if !verify(signer.Public(), h, sc.opts, digest, sig) {
+					t.Fatalf("%s: moto's signature does not verify over the digest (with a hash-length PSS salt)", sc.wantAlg)
 				}
-				honoursDigest = false
-				// moto: the signature is over H(digest).
-				hh = h.New()
-				hh.Write(digest)
-				if !verify(signer.Public(), h, sc.opts, hh.Sum(nil), sig) {
-					t.Fatalf("%s: moto's signature verifies neither over the digest nor over H(digest)", sc.wantAlg)
-				}
-				t.Logf("%s: moto signed H(digest): it ignores MessageType DIGEST", sc.wantAlg)
 			}
 
 			// Refusals that never reach KMS.
@@ -132,15 +118,15 @@ func TestAWSAgainstMoto(t *testing.T) {
 				t.Error("a refused request reached KMS")
 			}
 
-			// X.509 through the KMS key: a CSR, an intermediate signed by a local root, a leaf.
+			// X.509 through the KMS key: a CSR, an intermediate signed by a local root, a leaf; for RSA keys
+			// the same with RSA-PSS certificates.
 			csr, err := pki.NewCSR(signer, "kms intermediate "+string(c.spec))
-			if !honoursDigest {
-				if err == nil || !strings.Contains(err.Error(), "signature returned by signer is invalid") {
-					t.Fatalf("NewCSR through moto: err = %v, want crypto/x509 to refuse moto's signature", err)
+			issueThroughSigner(t, signer, csr, err)
+			if _, isRSA := signer.Public().(*rsa.PublicKey); isRSA {
+				issuePSSThroughSigner(t, signer)
+				if in := rec.lastSign(); in.SigningAlgorithm != types.SigningAlgorithmSpecRsassaPssSha256 {
+					t.Errorf("RSA-PSS certificate signed with %s", in.SigningAlgorithm)
 				}
-				t.Logf("crypto/x509 refuses moto's signature, as expected: %v", err)
-			} else {
-				issueThroughSigner(t, signer, csr, err)
 			}
 			if n := rec.count("GetPublicKey"); n != 1 {
 				t.Errorf("GetPublicKey called %d times, want once", n)
@@ -182,7 +168,7 @@ func verify(pub crypto.PublicKey, h crypto.Hash, opts crypto.SignerOpts, digest,
 		return ecdsa.VerifyASN1(k, digest, sig)
 	case *rsa.PublicKey:
 		if _, ok := opts.(*rsa.PSSOptions); ok {
-			return rsa.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}) == nil
+			return rsa.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
 		}
 		return rsa.VerifyPKCS1v15(k, h, digest, sig) == nil
 	}
