@@ -147,7 +147,10 @@ func demo(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("%d stores failed the round trip", failed)
 	}
 	fmt.Fprintf(out, "wrote and read back %q in %d stores; values are never printed\n\n", name, len(cfg.Stores))
-	return replicationDemo(ctx, out, c)
+	if err := replicationDemo(ctx, out, c); err != nil {
+		return err
+	}
+	return certificateDemo(ctx, out, c)
 }
 
 type result struct {
