@@ -9,17 +9,22 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
 	"github.com/keyferry/keyferry/core/certmgr"
 	"github.com/keyferry/keyferry/core/config"
 	"github.com/keyferry/keyferry/core/inventory"
 	"github.com/keyferry/keyferry/core/pki"
+	"github.com/keyferry/keyferry/core/pki/kmssigner"
 	"github.com/keyferry/keyferry/core/stores"
 	"github.com/keyferry/keyferry/localtest/cloud"
 	"github.com/keyferry/keyferry/localtest/gcpcert"
 	"github.com/keyferry/keyferry/localtest/moto"
 )
 
-// certificateDemo makes an offline root and an intermediate, issues one short-lived certificate from the
+// certificateDemo makes an offline root and an intermediate whose key is held in AWS KMS (moto), issues one short-lived certificate from the
 // built-in CA into every cloud's native form (Secrets Manager JSON, ACM, Key Vault certificates, Secret
 // Manager JSON, Certificate Manager, Vault KV), renews it at 2/3 of its life (same ACM ARN, a new Key
 // Vault version) and prints the inventory. Private keys are never printed.
@@ -29,7 +34,7 @@ func certificateDemo(ctx context.Context, out io.Writer, c *cloud.Cloud) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	files, err := makeCA(ctx, dir)
+	files, keyARN, err := makeCA(ctx, dir, c.Moto.URL)
 	if err != nil {
 		return fmt.Errorf("making the demo CA: %w", err)
 	}
@@ -45,7 +50,7 @@ func certificateDemo(ctx context.Context, out io.Writer, c *cloud.Cloud) error {
 
 	y := c.Config() + fmt.Sprintf(`certificates:
   issuer:
-    builtin: {certificate: %[1]s, chain: %[2]s, key: {file: %[3]s}}
+    builtin: {certificate: %[1]s, chain: %[2]s, key: {aws_kms: {key_id: %[3]q, local: true, endpoint: %[5]q}}}
   policy: {allowed_domains: ["*.demo.keyferry.internal"], allowed_uris: ["spiffe://demo.keyferry.internal/"], max_ttl: 168h, key_types: [ec-p256]}
   specs:
     - name: payments-api
@@ -62,7 +67,7 @@ func certificateDemo(ctx context.Context, out io.Writer, c *cloud.Cloud) error {
         - {certificate_manager: {project: %[8]s, local: true, endpoint: "http://%[9]s", name: payments-api}}
         - {store: vault, name: certs/payments-api}
   inventory: {roots: [%[2]s]}
-`, files.inter, files.root, files.key, moto.Region, c.Moto.URL, c.KeyVault.URL(), kvCA, cloud.Project, cm.Addr())
+`, files.inter, files.root, keyARN, moto.Region, c.Moto.URL, c.KeyVault.URL(), kvCA, cloud.Project, cm.Addr())
 	path := filepath.Join(c.Dir, "keyferry-certificates.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		return err
@@ -83,6 +88,7 @@ func certificateDemo(ctx context.Context, out io.Writer, c *cloud.Cloud) error {
 	}
 	defer m.Close()
 
+	fmt.Fprintf(out, "CA: an offline root, and an intermediate whose key is the AWS KMS key %s (it never leaves KMS)\n", keyARN)
 	res, err := m.IssueAll(ctx)
 	if err != nil {
 		return err
@@ -152,45 +158,48 @@ func dash(s string) string {
 	return s
 }
 
-type caFiles struct{ root, inter, key string }
+type caFiles struct{ root, inter string }
 
-// makeCA does what `keyferry ca init` and `keyferry ca sign-intermediate` do: an offline root (whose key
-// is then discarded) and an intermediate constrained to the demo's domain.
-func makeCA(ctx context.Context, dir string) (caFiles, error) {
+// makeCA does what `keyferry ca init`, `keyferry ca csr` and `keyferry ca sign-intermediate` do: an offline
+// root (whose key is then discarded) and an intermediate constrained to the demo's domain, whose key is a
+// new ECC_NIST_P256 signing key in AWS KMS.
+func makeCA(ctx context.Context, dir, motoURL string) (caFiles, string, error) {
 	rootPEM, rootKeyPEM, err := pki.InitRoot(ctx, pki.RootOptions{CommonName: "keyferry demo root", KeyType: pki.KeyECP256})
 	if err != nil {
-		return caFiles{}, err
+		return caFiles{}, "", err
 	}
 	root, err := pki.ParseCertificatePEM(rootPEM)
 	if err != nil {
-		return caFiles{}, err
+		return caFiles{}, "", err
 	}
 	rootKey, err := pki.ParsePrivateKeyPEM(rootKeyPEM)
 	if err != nil {
-		return caFiles{}, err
+		return caFiles{}, "", err
 	}
-	interKey, err := pki.GenerateKey(pki.KeyECP256)
+	kc := kms.NewFromConfig(moto.Config(motoURL), func(o *kms.Options) { o.BaseEndpoint = aws.String(motoURL) })
+	key, err := kc.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify,
+		Description: aws.String("keyferry demo intermediate CA")})
 	if err != nil {
-		return caFiles{}, err
+		return caFiles{}, "", fmt.Errorf("creating the KMS key: %w", err)
+	}
+	interKey, err := kmssigner.NewAWS(ctx, kc, *key.KeyMetadata.Arn)
+	if err != nil {
+		return caFiles{}, "", err
 	}
 	csr, err := pki.NewCSR(interKey, "keyferry demo intermediate")
 	if err != nil {
-		return caFiles{}, err
+		return caFiles{}, "", err
 	}
 	interPEM, err := pki.SignIntermediate(ctx, root, rootKey, csr, pki.IntermediateOptions{
 		PermittedDNSDomains: []string{"demo.keyferry.internal"}})
 	if err != nil {
-		return caFiles{}, err
+		return caFiles{}, "", err
 	}
-	keyPEM, err := pki.MarshalPrivateKeyPEM(interKey)
-	if err != nil {
-		return caFiles{}, err
-	}
-	f := caFiles{root: filepath.Join(dir, "root.pem"), inter: filepath.Join(dir, "intermediate.pem"), key: filepath.Join(dir, "intermediate.key")}
-	for name, data := range map[string][]byte{f.root: rootPEM, f.inter: interPEM, f.key: keyPEM} {
+	f := caFiles{root: filepath.Join(dir, "root.pem"), inter: filepath.Join(dir, "intermediate.pem")}
+	for name, data := range map[string][]byte{f.root: rootPEM, f.inter: interPEM} {
 		if err := os.WriteFile(name, data, 0o600); err != nil {
-			return caFiles{}, err
+			return caFiles{}, "", err
 		}
 	}
-	return f, nil
+	return f, *key.KeyMetadata.Arn, nil
 }
