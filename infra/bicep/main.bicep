@@ -1,7 +1,8 @@
 // keyferry on Azure: the custom-handler Function App (functions/azure) on a Flex Consumption plan with a
 // system-assigned managed identity, its storage (identity-based, no account keys), Application Insights on a
-// Log Analytics workspace, and for every configured Key Vault a role assignment scoped to that vault plus an
-// Event Grid system topic delivering the vault's secret events to the KeyVaultEvents function.
+// Log Analytics workspace, for every configured Key Vault role assignments scoped to that vault (secrets,
+// certificates) or to its CA signing keys plus an Event Grid system topic delivering the vault's secret events
+// to the KeyVaultEvents function, and EventGrid Data Sender on each alert topic of keyferry.yaml's notify routes.
 //
 // Deploy: az deployment group create -g <rg> -f infra/bicep/main.bicep -p infra/bicep/params/<env>.bicepparam
 // (docs/deploy.md gives the whole order across the clouds). The Entra app registration that the AWS and GCP
@@ -26,15 +27,28 @@ param environmentName string
 param location string = resourceGroup().location
 
 @description('''The Key Vaults keyferry works with. Each must use Azure RBAC. access: write (keyferry writes replicas
-there: Key Vault Secrets Officer) or read (a read-only source: Key Vault Secrets User). events: false skips the
-Event Grid topic (for a vault that has a system topic already, or a target nobody else writes to).''')
+there, and rotation's pending siblings: Key Vault Secrets Officer), read (a read-only source: Key Vault Secrets
+User) or none (no secret role: a vault that only receives certificates or holds a signing key). certificates:
+true for a vault that is a keyvault target of certificates: (Key Vault Certificates Officer). signingKeys: the
+keys of certificates.issuer.builtin.key.azure_key_vault in this vault (Key Vault Crypto User on each key only).
+events: false skips the Event Grid topic (for a vault that has a system topic already, or a target nobody else
+writes to).''')
 param vaults vaultConfig[]
+
+@description('The Event Grid custom topics of keyferry.yaml\'s eventgrid notify routes: the function publishes alerts to each with its managed identity (EventGrid Data Sender on that topic only).')
+param alertTopics alertTopicConfig[] = []
 
 @description('keyferry.yaml itself (docs/configuration.md), given to the function as KEYFERRY_CONFIG_YAML. It holds no credentials: keyferry refuses any.')
 param keyferryConfigYaml string
 
 @description('NCRONTAB schedule (six fields, UTC) of the Reconcile timer, app setting KEYFERRY_RECONCILE_SCHEDULE.')
 param reconcileSchedule string = '0 */15 * * * *'
+
+@description('keyferry.yaml has certificates: run the Renew timer (the renew job). false: the Renew function is disabled (app setting AzureWebJobs.Renew.Disabled).')
+param renewCertificates bool = false
+
+@description('NCRONTAB schedule (six fields, UTC) of the Renew timer, app setting KEYFERRY_RENEW_SCHEDULE. Renewal is due at 2/3 of a certificate\'s life unless renew_before says otherwise: run it well within the shortest renewal window.')
+param renewSchedule string = '0 41 */6 * * *'
 
 @description('Create the Event Grid subscriptions. Their endpoint is the KeyVaultEvents function, which exists only once the code is deployed: the first deployment sets false, the one after publishing the code true.')
 param subscribeEvents bool = true
@@ -72,9 +86,22 @@ type vaultConfig = {
   subscriptionId: string?
   @description('Region of the vault (its system topic must be there).')
   location: string
-  access: ('write' | 'read')
+  access: ('write' | 'read' | 'none')
+  @description('The vault is a keyvault target of certificates: (Key Vault Certificates Officer on the vault); default false.')
+  certificates: bool?
+  @description('Keys of this vault the builtin issuer signs with (Key Vault Crypto User on each key); default none.')
+  signingKeys: string[]?
   @description('Create the vault\'s system topic and event subscription; default true.')
   events: bool?
+}
+
+type alertTopicConfig = {
+  @description('Event Grid custom topic name.')
+  name: string
+  @description('Resource group of the topic.')
+  resourceGroup: string
+  @description('Subscription of the topic; default: this deployment\'s.')
+  subscriptionId: string?
 }
 
 var suffix = take(uniqueString(subscription().subscriptionId, resourceGroup().id, namePrefix, environmentName), 6)
@@ -199,6 +226,17 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           name: 'KEYFERRY_RECONCILE_SCHEDULE'
           value: reconcileSchedule
         }
+        // Read by the Renew timer ("schedule": "%KEYFERRY_RENEW_SCHEDULE%"); always set, since the host resolves
+        // the binding even for a disabled function.
+        {
+          name: 'KEYFERRY_RENEW_SCHEDULE'
+          value: renewSchedule
+        }
+        // The renew job runs only when keyferry.yaml has certificates.
+        {
+          name: 'AzureWebJobs.Renew.Disabled'
+          value: renewCertificates ? 'false' : 'true'
+        }
       ]
     }
     functionAppConfig: {
@@ -268,6 +306,8 @@ module vaultAccess 'modules/vault.bicep' = [
       vaultName: v.name
       location: v.location
       access: v.access
+      certificates: v.?certificates ?? false
+      signingKeys: v.?signingKeys ?? []
       functionPrincipalId: app.identity.principalId
       federatedPrincipalId: federatedPrincipalId
       events: v.?events ?? true
@@ -277,6 +317,19 @@ module vaultAccess 'modules/vault.bicep' = [
       deadLetterContainer: deadLetterContainer
       subscriptionName: '${baseName}-keyvaultevents'
       tags: allTags
+    }
+  }
+]
+
+// Alerts: the function publishes to each notify route's Event Grid topic with its managed identity. Only the
+// Azure function can (core/notify uses the managed identity for Event Grid), so the federated app gets nothing.
+module alertTopicAccess 'modules/alerttopic.bicep' = [
+  for (t, i) in alertTopics: {
+    name: '${baseName}-alerts-${i}-${t.name}'
+    scope: resourceGroup(t.?subscriptionId ?? subscription().subscriptionId, t.resourceGroup)
+    params: {
+      topicName: t.name
+      functionPrincipalId: app.identity.principalId
     }
   }
 ]

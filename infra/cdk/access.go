@@ -28,8 +28,12 @@ type Access struct {
 	// Store are the statements for the stores and notification routes. The function's role and the roles
 	// of the other clouds' functions all get them.
 	Store []Statement
-	// Prefixes are, for each AWS store used by a rule, the name prefixes keyferry may write under.
+	// Prefixes are, for each AWS store used by a rule, a rotation policy or a certificate, the name
+	// prefixes keyferry may write under.
 	Prefixes map[string][]string
+	// RotationSources are the ARN patterns of the Secrets Manager secrets the rotation policies rotate:
+	// Secrets Manager may invoke the function as their rotation function, for them only.
+	RotationSources []string
 	// Warnings are grants wider than one would like (a whole store), for the synth output.
 	Warnings []string
 }
@@ -37,7 +41,7 @@ type Access struct {
 // Actions keyferry's AWS stores call. Only the list calls have no resource-level permissions.
 var (
 	secretsManagerActions = []string{
-		"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
+		"secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
 		"secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource", "secretsmanager:UntagResource",
 		"secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:DescribeSecret",
 		"secretsmanager:GetSecretValue", "secretsmanager:ListSecretVersionIds",
@@ -49,7 +53,17 @@ var (
 	}
 	ssmListActions = []string{"ssm:DescribeParameters"}
 	kmsActions     = []string{"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
+
+	// Certificates: ACM imports and the builtin issuer's KMS key.
+	acmImportActions = []string{"acm:ImportCertificate", "acm:AddTagsToCertificate"} // ImportCertificate with tags needs both
+	acmManageActions = []string{"acm:ImportCertificate", "acm:AddTagsToCertificate", "acm:GetCertificate"}
+	acmTagActions    = []string{"acm:ListTagsForCertificate"}
+	acmListActions   = []string{"acm:ListCertificates"}
+	kmsSignActions   = []string{"kms:Sign", "kms:GetPublicKey"}
 )
+
+// acmMarkTag is the tag keyferry marks its ACM certificates with (core/certs.TagKey), value the spec name.
+const acmMarkTag = "keyferry-cert"
 
 // DeriveAccess computes the grants keyferry.yaml needs. partition and account may be CDK tokens.
 func DeriveAccess(cfg *config.Config, partition, account string) Access {
@@ -70,6 +84,42 @@ func DeriveAccess(cfg *config.Config, partition, account string) Access {
 			}
 			for _, sp := range sources {
 				used[ts.Name] = append(used[ts.Name], sanitize(targetPrefix(t, r, sp), ts.Type))
+			}
+		}
+	}
+
+	// Rotation: a policy's primary store, under its match globs (replicas are the rules' targets above).
+	rotated := map[string][]string{} // Secrets Manager store → prefixes it rotates
+	for _, p := range cfg.Rotate {
+		sc := cfg.Store(p.Store)
+		if !isAWS(sc) {
+			continue
+		}
+		for _, sp := range sourcePrefixes(replicate.Rule{From: replicate.Source{Match: p.Match}}) {
+			used[sc.Name] = append(used[sc.Name], sp.prefix)
+			if sc.Type == config.TypeAWSSecretsManager {
+				rotated[sc.Name] = append(rotated[sc.Name], sp.prefix)
+			}
+		}
+	}
+
+	// Certificates written as secrets into AWS stores, and ACM targets by region.
+	acmSpecs := map[string][]string{} // region → spec names
+	if c := cfg.Certificates; c != nil {
+		for _, spec := range c.Specs {
+			for _, t := range spec.Targets {
+				switch t.Kind() {
+				case config.TargetStore:
+					if sc := cfg.Store(t.Store); isAWS(sc) {
+						name := t.Name
+						if name == "" {
+							name = spec.Name
+						}
+						used[sc.Name] = append(used[sc.Name], sanitize(name, sc.Type))
+					}
+				case config.TargetACM:
+					acmSpecs[t.ACM.Region] = appendNew(acmSpecs[t.ACM.Region], spec.Name)
+				}
 			}
 		}
 	}
@@ -106,11 +156,41 @@ func DeriveAccess(cfg *config.Config, partition, account string) Access {
 		}
 		acc.Store = append(acc.Store, kmsStatement(sc, partition, account))
 	}
+	for _, sc := range cfg.Stores {
+		for _, p := range minimize(rotated[sc.Name]) {
+			acc.RotationSources = append(acc.RotationSources, fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s*", partition, region(sc), account, p))
+		}
+	}
 	if hasSM {
 		acc.Store = append(acc.Store, Statement{Sid: "SecretsManagerList", Actions: secretsManagerListActions, Resources: []string{"*"}})
 	}
 	if hasSSM {
 		acc.Store = append(acc.Store, Statement{Sid: "ParameterStoreList", Actions: ssmListActions, Resources: []string{"*"}})
+	}
+
+	// ACM: a new import cannot name its certificate (it has no ARN yet), so it is allowed in the region only
+	// with keyferry's mark for one of the specs on the request; re-imports, tags and reads only on
+	// certificates already carrying that mark. Finding a spec's certificate reads every certificate's tags.
+	regions := make([]string, 0, len(acmSpecs))
+	for r := range acmSpecs {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	for _, r := range regions {
+		names := acmSpecs[r]
+		certs := []string{fmt.Sprintf("arn:%s:acm:%s:%s:certificate/*", partition, r, account)}
+		acc.Store = append(acc.Store,
+			Statement{Sid: "ACMImportNew" + sidPart(r), Actions: acmImportActions, Resources: certs,
+				Conditions: map[string]map[string][]string{"StringEquals": {"aws:RequestTag/" + acmMarkTag: names}}},
+			Statement{Sid: "ACMManage" + sidPart(r), Actions: acmManageActions, Resources: certs,
+				Conditions: map[string]map[string][]string{"StringEquals": {"aws:ResourceTag/" + acmMarkTag: names}}},
+			Statement{Sid: "ACMFindByTag" + sidPart(r), Actions: acmTagActions, Resources: certs})
+	}
+	if len(regions) > 0 {
+		acc.Store = append(acc.Store, Statement{Sid: "ACMList", Actions: acmListActions, Resources: []string{"*"}})
+	}
+	if c := cfg.Certificates; c != nil && c.Issuer != nil && c.Issuer.Builtin != nil && c.Issuer.Builtin.KMS != nil {
+		acc.Store = append(acc.Store, signingKeyStatement(c.Issuer.Builtin.KMS, partition, account))
 	}
 
 	// Notification routes.
@@ -176,6 +256,29 @@ func kmsStatement(sc *config.StoreConfig, partition, account string) Statement {
 	}
 	st.Resources = []string{fmt.Sprintf("arn:%s:kms:%s:%s:key/*", partition, reg, acct)}
 	st.Conditions = map[string]map[string][]string{"StringEquals": {"kms:ViaService": {fmt.Sprintf("%s.%s.amazonaws.com", svc, reg)}}}
+	return st
+}
+
+// signingKeyStatement grants the builtin issuer's asymmetric KMS key: Sign and GetPublicKey on that key.
+// A key named by an alias is any key of its account and region that carries the alias (kms:ResourceAliases),
+// which also covers the signer's later Sign calls by key ARN.
+func signingKeyStatement(k *config.KMSKey, partition, account string) Statement {
+	st := Statement{Sid: "CASigningKey", Actions: kmsSignActions}
+	reg, acct, alias := k.Region, account, ""
+	switch m := kmsARN.FindStringSubmatch(k.KeyID); {
+	case m != nil && m[4] == "key":
+		st.Resources = []string{k.KeyID}
+		return st
+	case m != nil: // alias ARN
+		partition, reg, acct, alias = m[1], m[2], m[3], "alias/"+m[5]
+	case strings.HasPrefix(k.KeyID, "alias/"):
+		alias = k.KeyID
+	default: // key id or mrk- id
+		st.Resources = []string{fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", partition, reg, acct, k.KeyID)}
+		return st
+	}
+	st.Resources = []string{fmt.Sprintf("arn:%s:kms:%s:%s:key/*", partition, reg, acct)}
+	st.Conditions = map[string]map[string][]string{"ForAnyValue:StringEquals": {"kms:ResourceAliases": {alias}}}
 	return st
 }
 

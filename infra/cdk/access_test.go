@@ -83,9 +83,9 @@ func loadExample(t *testing.T) *config.Config {
 func TestDeriveAccessExample(t *testing.T) {
 	acc := DeriveAccess(loadExample(t), "aws", "123456789012")
 	want := map[string][]string{
-		"aws-prod":   {"apps/app-db", "prod/", "shared/db-", "vault/"},
+		"aws-prod":   {"apps/app-db", "certs/api", "prod/", "shared/db-", "vault/"}, // certs/api: a certificate's secret; prod/db/* (rotated) is under prod/
 		"aws-dr":     {"dr/prod/", "dr/shared/db-"},
-		"aws-params": {"/keyferry/aws-prod/prod/", "/keyferry/aws-prod/shared/db-"},
+		"aws-params": {"/keyferry/aws-prod/prod/", "/keyferry/aws-prod/shared/db-", "/keyferry/rotated/"}, // rotated: a rotation policy's globs
 	}
 	for store, ps := range want {
 		if !slices.Equal(acc.Prefixes[store], ps) {
@@ -102,6 +102,7 @@ func TestDeriveAccessExample(t *testing.T) {
 	checks := map[string][]string{
 		"SecretsManagerAwsProd": {
 			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:apps/app-db*",
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:certs/api*",
 			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/*",
 			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:shared/db-*",
 			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:vault/*",
@@ -109,14 +110,23 @@ func TestDeriveAccessExample(t *testing.T) {
 		"ParameterStoreAwsParams": {
 			"arn:aws:ssm:eu-west-1:123456789012:parameter/keyferry/aws-prod/prod/*",
 			"arn:aws:ssm:eu-west-1:123456789012:parameter/keyferry/aws-prod/shared/db-*",
+			"arn:aws:ssm:eu-west-1:123456789012:parameter/keyferry/rotated/*",
 		},
-		"KMSAwsDr":           {"arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
-		"KMSAwsParams":       {"arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
-		"KMSAwsProd":         {"arn:aws:kms:eu-west-1:123456789012:key/*"},
-		"SecretsManagerList": {"*"},
-		"ParameterStoreList": {"*"},
-		"NotifySNS":          {"arn:aws:sns:eu-west-1:123456789012:keyferry-alerts"},
-		"NotifyEventBridge":  {"arn:aws:events:eu-west-1:123456789012:event-bus/keyferry"},
+		"KMSAwsDr":            {"arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+		"KMSAwsParams":        {"arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+		"KMSAwsProd":          {"arn:aws:kms:eu-west-1:123456789012:key/*"},
+		"SecretsManagerList":  {"*"},
+		"ParameterStoreList":  {"*"},
+		"NotifySNS":           {"arn:aws:sns:eu-west-1:123456789012:keyferry-alerts"},
+		"NotifyEventBridge":   {"arn:aws:events:eu-west-1:123456789012:event-bus/keyferry"},
+		"ACMImportNewEuWest1": {"arn:aws:acm:eu-west-1:123456789012:certificate/*"},
+		"ACMManageEuWest1":    {"arn:aws:acm:eu-west-1:123456789012:certificate/*"},
+		"ACMFindByTagEuWest1": {"arn:aws:acm:eu-west-1:123456789012:certificate/*"},
+		"ACMImportNewUsEast1": {"arn:aws:acm:us-east-1:123456789012:certificate/*"},
+		"ACMManageUsEast1":    {"arn:aws:acm:us-east-1:123456789012:certificate/*"},
+		"ACMFindByTagUsEast1": {"arn:aws:acm:us-east-1:123456789012:certificate/*"},
+		"ACMList":             {"*"},
+		"CASigningKey":        {"arn:aws:kms:eu-west-1:123456789012:key/*"}, // alias/keyferry-ca: the key carrying the alias
 	}
 	for sid, res := range checks {
 		if !slices.Equal(bySid[sid].Resources, res) {
@@ -125,6 +135,30 @@ func TestDeriveAccessExample(t *testing.T) {
 	}
 	if got := bySid["KMSAwsProd"].Conditions["StringEquals"]["kms:ViaService"]; !slices.Equal(got, []string{"secretsmanager.eu-west-1.amazonaws.com"}) {
 		t.Errorf("KMSAwsProd: the alias is scoped with kms:ViaService %v, want secretsmanager.eu-west-1.amazonaws.com", got)
+	}
+	// ACM: a new import only with keyferry's mark for the region's specs on the request; everything else
+	// only on certificates carrying it.
+	for sid, want := range map[string][2]string{
+		"ACMImportNewEuWest1": {"aws:RequestTag/keyferry-cert", "api web"},
+		"ACMManageEuWest1":    {"aws:ResourceTag/keyferry-cert", "api web"},
+		"ACMImportNewUsEast1": {"aws:RequestTag/keyferry-cert", "api"},
+		"ACMManageUsEast1":    {"aws:ResourceTag/keyferry-cert", "api"},
+	} {
+		if got := strings.Join(bySid[sid].Conditions["StringEquals"][want[0]], " "); got != want[1] {
+			t.Errorf("%s: StringEquals %s = %q, want %q", sid, want[0], got, want[1])
+		}
+	}
+	if got := bySid["ACMManageEuWest1"].Actions; !slices.Equal(got, []string{"acm:ImportCertificate", "acm:AddTagsToCertificate", "acm:GetCertificate"}) {
+		t.Errorf("ACMManageEuWest1 actions %v", got)
+	}
+	if got := bySid["CASigningKey"].Conditions["ForAnyValue:StringEquals"]["kms:ResourceAliases"]; !slices.Equal(got, []string{"alias/keyferry-ca"}) ||
+		!slices.Equal(bySid["CASigningKey"].Actions, []string{"kms:Sign", "kms:GetPublicKey"}) {
+		t.Errorf("CASigningKey: %+v, want kms:Sign and kms:GetPublicKey on the key with alias/keyferry-ca", bySid["CASigningKey"])
+	}
+	// Rotation: Secrets Manager may invoke the function for the rotated secrets only (aws-params is
+	// Parameter Store, which has no rotation functions).
+	if want := []string{"arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db/*"}; !slices.Equal(acc.RotationSources, want) {
+		t.Errorf("rotation sources %q, want %q", acc.RotationSources, want)
 	}
 	if c := bySid["KMSAwsDr"].Conditions; c != nil {
 		t.Errorf("KMSAwsDr names its key: no condition needed, got %v", c)

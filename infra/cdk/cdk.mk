@@ -3,7 +3,8 @@
 #   include infra/cdk/cdk.mk
 #
 #   make infra-check-cdk   build the Lambda bootstrap and the CDK app, `cdk synth` the example keyferry.yaml
-#                          offline, cfn-lint the template, run the infra/cdk module's Go tests (least privilege)
+#                          offline, cfn-lint the template, run the infra/cdk module's Go tests (least privilege,
+#                          grants = the code's AWS operations)
 #
 # The aws-cdk CLI is installed from npm once, into $(CACHE_DIR), keyed on its version. The CDK app is its own Go
 # module (infra/cdk/go.mod), so keyferry's main module never depends on awscdk.
@@ -80,7 +81,8 @@ infra-cdk-lint: infra-cdk-synth
 	$(CFN_LINT) -i $(CFN_LINT_IGNORE) -- $(CDK_DIR)/$(CDK_TEMPLATE)
 
 # The module's tests: the least-privilege checker on the bad fixtures and on the template just synthesized
-# (KEYFERRY_CDK_TEMPLATE), the stack built in-process (Template.FromStack), the prefix derivation.
+# (KEYFERRY_CDK_TEMPLATE), the stack built in-process (Template.FromStack), the prefix derivation, and the
+# grants of both templates against the AWS operations keyferry's code calls (infra/opslist).
 infra-cdk-test: infra-cdk-synth
 	cd $(CDK_DIR) && KEYFERRY_CDK_TEMPLATE=$(CDK_TEMPLATE) $(GO) test -count=1 ./...
 

@@ -23,6 +23,7 @@ const (
 	ctxLogRetentionDays    = "logRetentionDays"    // default 30
 	ctxReservedConcurrency = "reservedConcurrency" // default 10; 0 = do not reserve
 	ctxAlarmTopicArn       = "alarmTopicArn"       // optional SNS topic for the alarms
+	ctxRenewSchedule       = "renewSchedule"       // default rate(6 hours); used only with certificates:
 	ctxAzureTrust          = "azureTrust"          // auto (default) | true | false
 	ctxAzureTenantID       = "azureTenantId"
 	ctxAzurePrincipalID    = "azurePrincipalId"
@@ -42,6 +43,7 @@ const (
 	defaultLogRetentionDays    = 30
 	defaultReservedConcurrency = 10
 	defaultGCPAudience         = "sts.amazonaws.com"
+	defaultRenewSchedule       = "rate(6 hours)"
 	// lambdaEnvLimit is Lambda's limit on the total size of a function's environment variables.
 	lambdaEnvLimit = 4096
 )
@@ -56,6 +58,7 @@ type Settings struct {
 	LogRetentionDays    int
 	ReservedConcurrency int // 0 : none
 	AlarmTopicArn       string
+	RenewSchedule       string      // EventBridge schedule expression of the renew job (rules only with certificates)
 	Azure               *AzureTrust // nil : no role for the Azure function
 	GCP                 *GCPTrust   // nil : no role for the GCP function
 }
@@ -92,6 +95,9 @@ var (
 	regionPattern    = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$`)
 	stackNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
 	snsARNPattern    = regexp.MustCompile(`^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$`)
+	// EventBridge schedule expressions: rate(1 minute), rate(N minutes|hours|days), cron(6 fields).
+	ratePattern = regexp.MustCompile(`^rate\((1 (minute|hour|day)|[1-9][0-9]* (minutes|hours|days))\)$`)
+	cronPattern = regexp.MustCompile(`^cron\(\S+( \S+){5}\)$`)
 )
 
 // retentionDays are the values CloudWatch Logs accepts.
@@ -177,6 +183,10 @@ func LoadSettings(ctx Context, baseDir string) (*Settings, error) {
 		errs = append(errs, fmt.Sprintf("%s %q: not an SNS topic ARN", ctxAlarmTopicArn, s.AlarmTopicArn))
 	}
 
+	if s.RenewSchedule = get(ctxRenewSchedule, defaultRenewSchedule); !ratePattern.MatchString(s.RenewSchedule) && !cronPattern.MatchString(s.RenewSchedule) {
+		errs = append(errs, fmt.Sprintf("%s %q: an EventBridge schedule expression such as rate(6 hours) or cron(41 */6 * * ? *) (six fields, UTC)", ctxRenewSchedule, s.RenewSchedule))
+	}
+
 	if s.Config != nil {
 		errs = append(errs, s.loadAzure(get)...)
 		errs = append(errs, s.loadGCP(get)...)
@@ -194,6 +204,19 @@ func checkDeployable(cfg *config.Config) []string {
 		if sc.Local {
 			errs = append(errs, fmt.Sprintf("%s:%d: store %s is a store of the local cloud (local: true): a deployed function cannot reach this machine; remove it from the file you deploy",
 				cfg.File, sc.Line, sc.Name))
+		}
+	}
+	if c := cfg.Certificates; c != nil {
+		if c.Issuer != nil && c.Issuer.Builtin != nil && c.Issuer.Builtin.KMS != nil && c.Issuer.Builtin.KMS.Local {
+			errs = append(errs, fmt.Sprintf("%s:%d: the issuer's KMS key is a key of the local cloud (local: true): remove it from the file you deploy", cfg.File, c.Line))
+		}
+		for _, spec := range c.Specs {
+			for _, t := range spec.Targets {
+				if (t.ACM != nil && t.ACM.Local) || (t.KeyVault != nil && t.KeyVault.Local) || (t.CertificateManager != nil && t.CertificateManager.Local) {
+					errs = append(errs, fmt.Sprintf("%s:%d: certificate %s: target %s is a target of the local cloud (local: true): remove it from the file you deploy",
+						cfg.File, t.Line, spec.Name, t.ID()))
+				}
+			}
 		}
 	}
 	for _, r := range cfg.Notify {

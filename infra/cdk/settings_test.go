@@ -43,7 +43,7 @@ func TestLoadSettingsExample(t *testing.T) {
 	if s.GCP == nil || s.GCP.Audience != "sts.amazonaws.com" || s.GCP.OIDCProvider {
 		t.Errorf("GCP trust %+v", s.GCP)
 	}
-	if s.LogRetentionDays != 30 || s.ReservedConcurrency != 10 || s.StackName != "Keyferry" {
+	if s.LogRetentionDays != 30 || s.ReservedConcurrency != 10 || s.StackName != "Keyferry" || s.RenewSchedule != "rate(6 hours)" {
 		t.Errorf("defaults: %+v", s)
 	}
 }
@@ -84,6 +84,17 @@ func TestLoadSettingsRefusals(t *testing.T) {
 	if err := os.WriteFile(local, []byte("stores:\n  moto:\n    type: aws-secretsmanager\n    region: us-east-1\n    local: true\n    endpoint: http://127.0.0.1:5000\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	localCert := filepath.Join(dir, "local-cert.yaml")
+	if err := os.WriteFile(localCert, []byte(`stores:
+  a: {type: aws-secretsmanager, region: us-east-1}
+certificates:
+  issuer: {builtin: {certificate: ca.pem, key: {aws_kms: {key_id: alias/ca, region: us-east-1, local: true, endpoint: "http://127.0.0.1:5000"}}}}
+  policy: {allowed_domains: ["*.example.com"], max_ttl: 168h, key_types: [ec-p256]}
+  specs:
+    - {name: api, dns: [api.example.com], targets: [{acm: {region: us-east-1, local: true, endpoint: "http://127.0.0.1:5000"}}]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, []byte("stores:\n  a: {type: aws-secretsmanager, region: us-east-1}\n# "+strings.Repeat("x", 4100)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -103,6 +114,10 @@ func TestLoadSettingsRefusals(t *testing.T) {
 		{map[string]string{ctxAzureAudience: "api://*"}, "without wildcards"},
 		{map[string]string{ctxAccount: "12345"}, "12 digits"},
 		{map[string]string{ctxAssetDir: dir}, "has no bootstrap binary"},
+		{map[string]string{ctxConfig: localCert}, "the issuer's KMS key is a key of the local cloud"},
+		{map[string]string{ctxConfig: localCert}, "certificate api: target acm:us-east-1 is a target of the local cloud"},
+		{map[string]string{ctxRenewSchedule: "every 6 hours"}, "renewSchedule \"every 6 hours\": an EventBridge schedule expression"},
+		{map[string]string{ctxRenewSchedule: "cron(0 3 * * *)"}, "six fields"},
 	}
 	for _, c := range cases {
 		ctx := exampleContext(t)

@@ -109,7 +109,7 @@ func NewKeyferryStack(scope awscdk.App, s *Settings) awscdk.Stack {
 		Architecture:    awslambda.Architecture_ARM_64(),
 		Handler:         jsii.String("bootstrap"),
 		Code:            awslambda.Code_FromAsset(jsii.String(s.AssetDir), nil),
-		Description:     jsii.String("keyferry: replicates secrets on Secrets Manager and Parameter Store changes and on schedules"),
+		Description:     jsii.String("keyferry: replicates and rotates secrets on Secrets Manager and Parameter Store changes and on schedules, renews certificates"),
 		MemorySize:      jsii.Number(memoryMB),
 		Timeout:         awscdk.Duration_Minutes(jsii.Number(timeoutMinutes)),
 		Role:            role,
@@ -125,12 +125,17 @@ func NewKeyferryStack(scope awscdk.App, s *Settings) awscdk.Stack {
 	}
 	fn := awslambda.NewFunction(stack, jsii.String("Function"), fnProps)
 
-	// Secrets Manager rotation may invoke the function, from this account only.
-	fn.AddPermission(jsii.String("SecretsManagerRotation"), &awslambda.Permission{
-		Principal:     awsiam.NewServicePrincipal(jsii.String("secretsmanager.amazonaws.com"), nil),
-		Action:        jsii.String("lambda:InvokeFunction"),
-		SourceAccount: stack.Account(),
-	})
+	// Secrets Manager may invoke the function as the rotation function of the secrets the rotation
+	// policies cover: from this account, for those secrets only (one permission per name prefix). Without
+	// a rotation policy on a Secrets Manager store, Secrets Manager may not invoke it at all.
+	for i, arn := range access.RotationSources {
+		fn.AddPermission(jsii.String(fmt.Sprintf("SecretsManagerRotation%d", i)), &awslambda.Permission{
+			Principal:     awsiam.NewServicePrincipal(jsii.String("secretsmanager.amazonaws.com"), nil),
+			Action:        jsii.String("lambda:InvokeFunction"),
+			SourceAccount: stack.Account(),
+			SourceArn:     jsii.String(arn),
+		})
+	}
 
 	// Events.
 	target := func(input awsevents.RuleTargetInput) awsevents.IRuleTarget {
@@ -191,6 +196,12 @@ func NewKeyferryStack(scope awscdk.App, s *Settings) awscdk.Stack {
 	rule("DeepSweep", "keyferry: daily deep sweep (ignores the synced marks)", nil,
 		awsevents.Schedule_Cron(&awsevents.CronOptions{Minute: jsii.String("17"), Hour: jsii.String("3")}),
 		awsevents.RuleTargetInput_FromObject(map[string]string{"job": "deep-sweep"}))
+
+	if s.Config.Certificates != nil && len(s.Config.Certificates.Specs) > 0 {
+		rule("Renew", "keyferry: renew the certificates of keyferry.yaml that are due", nil,
+			awsevents.Schedule_Expression(jsii.String(s.RenewSchedule)),
+			awsevents.RuleTargetInput_FromObject(map[string]string{"job": "renew"}))
+	}
 
 	// Alarms.
 	var alarmAction awscloudwatch.IAlarmAction

@@ -134,6 +134,7 @@ func TestExampleStack(t *testing.T) {
 				"arn:aws:secretsmanager:eu-central-1:123456789012:secret:dr/prod/*",
 				"arn:aws:secretsmanager:eu-central-1:123456789012:secret:dr/shared/db-*",
 				"arn:aws:secretsmanager:eu-west-1:123456789012:secret:apps/app-db*",
+				"arn:aws:secretsmanager:eu-west-1:123456789012:secret:certs/api*",
 				"arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/*",
 				"arn:aws:secretsmanager:eu-west-1:123456789012:secret:shared/db-*",
 				"arn:aws:secretsmanager:eu-west-1:123456789012:secret:vault/*",
@@ -169,8 +170,14 @@ func TestExampleStack(t *testing.T) {
 		if lg := one(t, full, "AWS::Logs::LogGroup", "FunctionLogs"); get(lg, "RetentionInDays") != 30.0 {
 			t.Errorf("log retention %v", get(lg, "RetentionInDays"))
 		}
-		perm := one(t, full, "AWS::Lambda::Permission", "FunctionSecretsManagerRotation")
-		if get(perm, "Principal") != "secretsmanager.amazonaws.com" || get(perm, "Action") != "lambda:InvokeFunction" || get(perm, "SourceAccount") != "123456789012" {
+		// Secrets Manager may invoke the function only from this account and only for the secrets a rotation
+		// policy covers (prod/db/* of aws-prod).
+		if perms := secretsManagerInvokes(full); len(perms) != 1 {
+			t.Errorf("%d Lambda permissions for Secrets Manager, want 1 (the rotation policy on aws-prod): %v", len(perms), perms)
+		}
+		perm := one(t, full, "AWS::Lambda::Permission", "FunctionSecretsManagerRotation0")
+		if get(perm, "Principal") != "secretsmanager.amazonaws.com" || get(perm, "Action") != "lambda:InvokeFunction" || get(perm, "SourceAccount") != "123456789012" ||
+			policycheck.Render(get(perm, "SourceArn")) != "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db/*" {
 			t.Errorf("rotation permission %v", perm)
 		}
 		// The role has no AWS managed policy (AWSLambdaBasicExecutionRole grants logs on "*").
@@ -182,8 +189,8 @@ func TestExampleStack(t *testing.T) {
 
 	t.Run("Events", func(t *testing.T) {
 		rules := resources(full, "AWS::Events::Rule")
-		if len(rules) != 6 {
-			t.Errorf("%d rules, want 6", len(rules))
+		if len(rules) != 7 {
+			t.Errorf("%d rules, want 7", len(rules))
 		}
 		patterns := map[string]bool{}
 		for id, r := range rules {
@@ -207,10 +214,16 @@ func TestExampleStack(t *testing.T) {
 				if !strings.HasPrefix(get(r, "ScheduleExpression").(string), "cron(") || get(target, "Input") != `{"job":"deep-sweep"}` {
 					t.Errorf("deep sweep rule %v", r)
 				}
+			case strings.HasPrefix(id, "Renew"):
+				// core/event.DecodeAWS reads {"job": …} as the scheduler input naming the job.
+				if get(r, "ScheduleExpression") != "rate(6 hours)" || get(target, "Input") != `{"job":"renew"}` {
+					t.Errorf("renew rule %v", r)
+				}
+				patterns["renew"] = true
 			}
 		}
 		for _, want := range []string{"aws.secretsmanager|AWS API Call via CloudTrail", "aws.secretsmanager|Secret Label Updated",
-			"aws.secretsmanager|AWS Service Event via CloudTrail", "aws.ssm|Parameter Store Change"} {
+			"aws.secretsmanager|AWS Service Event via CloudTrail", "aws.ssm|Parameter Store Change", "renew"} {
 			if !patterns[want] {
 				t.Errorf("no rule for %s (have %v)", want, patterns)
 			}
@@ -265,6 +278,17 @@ func TestExampleStack(t *testing.T) {
 	})
 }
 
+// secretsManagerInvokes are the Lambda permissions letting Secrets Manager invoke the function.
+func secretsManagerInvokes(full map[string]any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, p := range resources(full, "AWS::Lambda::Permission") {
+		if get(p, "Principal") == "secretsmanager.amazonaws.com" {
+			out[id] = p
+		}
+	}
+	return out
+}
+
 func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -291,7 +315,10 @@ replicate:
 		t.Error(f)
 	}
 	if n := len(resources(full, "AWS::Events::Rule")); n != 5 {
-		t.Errorf("%d rules, want 5 (no Parameter Store rule)", n)
+		t.Errorf("%d rules, want 5 (no Parameter Store rule, no renew rule without certificates)", n)
+	}
+	if perms := secretsManagerInvokes(full); len(perms) != 0 {
+		t.Errorf("Lambda permissions for Secrets Manager %v, want none (no rotation policy: Secrets Manager may not invoke the function)", perms)
 	}
 	if n := len(resources(full, "AWS::IAM::Role")); n != 2 {
 		t.Errorf("%d roles, want 2 (function, GCP)", n)

@@ -53,6 +53,13 @@ notify_pubsub_topics = []
 sweep_schedule      = "*/15 * * * *"
 deep_sweep_schedule = "30 3 * * *"
 
+# Rotation and certificates (this example's keyferry.yaml has neither).
+rotation_siblings     = false
+renew_certificates    = false
+renew_schedule        = "41 */6 * * *"
+certificate_manager   = false
+ca_signing_crypto_key = ""
+
 # AWS → GCP (infra/cdk outputs).
 aws_account_id       = "111122223333"
 aws_lambda_role_name = "keyferry-prod-lambda"

@@ -1,8 +1,10 @@
 # keyferry on GCP: the Cloud Functions (gen2) function SecretEvents (functions/gcp) with its own service account,
 # the Pub/Sub topic that is both the managed secrets' notification topic and the scheduler's, the Secret Manager
-# service agent's publisher binding on it, the function's Pub/Sub trigger, Cloud Scheduler sweeps, IAM on each
-# listed secret (never project-wide for secret access), and the Workload Identity Pool the keyferry functions in
-# AWS and Azure federate through (impersonating the function's service account).
+# service agent's publisher binding on it, the function's Pub/Sub trigger, Cloud Scheduler sweeps (and renewals
+# with certificates), IAM on each listed secret (never project-wide for secret access; rotation's pending
+# siblings only through a condition on their names), Certificate Manager and the CA's Cloud KMS key when
+# certificates use them, and the Workload Identity Pool the keyferry functions in AWS and Azure federate through
+# (impersonating the function's service account).
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -26,7 +28,7 @@ locals {
 }
 
 resource "google_project_service" "apis" {
-  for_each = toset([
+  for_each = toset(concat([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -39,7 +41,10 @@ resource "google_project_service" "apis" {
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
     "sts.googleapis.com",
-  ])
+    ],
+    var.certificate_manager ? ["certificatemanager.googleapis.com"] : [],
+    var.ca_signing_crypto_key != "" ? ["cloudkms.googleapis.com"] : [],
+  ))
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false
@@ -123,6 +128,22 @@ resource "google_cloud_scheduler_job" "deep_sweep" {
   pubsub_target {
     topic_name = google_pubsub_topic.secret_events.id
     data       = base64encode(jsonencode({ job = "deep-sweep" }))
+  }
+}
+
+# The renew job, only when keyferry.yaml has certificates.
+resource "google_cloud_scheduler_job" "renew" {
+  count       = var.renew_certificates ? 1 : 0
+  project     = var.project_id
+  region      = var.region
+  name        = "${local.name}-renew"
+  description = "keyferry renew: re-issue the certificates of keyferry.yaml that are due and write them to their targets"
+  schedule    = var.renew_schedule
+  time_zone   = var.scheduler_time_zone
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.secret_events.id
+    data       = base64encode(jsonencode({ job = "renew" }))
   }
 }
 
@@ -215,7 +236,6 @@ resource "google_project_iam_custom_role" "secret_reader" {
     "secretmanager.secrets.get",
     "secretmanager.secrets.update",
     "secretmanager.versions.access",
-    "secretmanager.versions.get",
     "secretmanager.versions.list",
   ]
 }
@@ -224,14 +244,13 @@ resource "google_project_iam_custom_role" "secret_writer" {
   project     = var.project_id
   role_id     = "keyferry_${var.environment}_secret_writer"
   title       = "keyferry ${var.environment} secret writer"
-  description = "A keyferry replica: the reader's permissions plus new versions and delete (delete: propagate). Granted per secret."
+  description = "A keyferry replica or rotated secret: the reader's permissions plus new versions and delete (delete: propagate). Granted per secret."
   permissions = [
     "secretmanager.secrets.delete",
     "secretmanager.secrets.get",
     "secretmanager.secrets.update",
     "secretmanager.versions.access",
     "secretmanager.versions.add",
-    "secretmanager.versions.get",
     "secretmanager.versions.list",
   ]
 }
@@ -251,6 +270,41 @@ resource "google_project_iam_member" "function_lists_secrets" {
   project = var.project_id
   role    = google_project_iam_custom_role.secret_lister[0].name
   member  = google_service_account.function.member
+}
+
+# Rotation writes a secret's pending value to a sibling, <secret>--keyferry-pending, created for the rotation and
+# deleted after it. A secret that does not exist yet has no IAM policy, so the sibling's grant is on the project,
+# restricted by a condition to names ending in --keyferry-pending; creating is checked on the project (the new
+# name is not visible to the condition), so the function may create secrets of any name, but read, write and
+# delete only the siblings.
+resource "google_project_iam_custom_role" "rotation_sibling" {
+  count       = var.rotation_siblings ? 1 : 0
+  project     = var.project_id
+  role_id     = "keyferry_${var.environment}_rotation_sibling"
+  title       = "keyferry ${var.environment} rotation sibling"
+  description = "Create, write, read and delete rotation's pending siblings (granted with a condition on their names)."
+  permissions = [
+    "secretmanager.secrets.create",
+    "secretmanager.secrets.delete",
+    "secretmanager.secrets.get",
+    "secretmanager.secrets.update",
+    "secretmanager.versions.access",
+    "secretmanager.versions.add",
+    "secretmanager.versions.list",
+  ]
+}
+
+resource "google_project_iam_member" "function_rotation_siblings" {
+  count   = var.rotation_siblings ? 1 : 0
+  project = var.project_id
+  role    = google_project_iam_custom_role.rotation_sibling[0].name
+  member  = google_service_account.function.member
+
+  condition {
+    title       = "keyferry pending siblings"
+    description = "Secrets named <secret>--keyferry-pending and their versions; secret creation (checked on the project)."
+    expression  = "resource.type == \"cloudresourcemanager.googleapis.com/Project\" || resource.name.endsWith(\"--keyferry-pending\") || resource.name.extract(\"/secrets/{name}/\").endsWith(\"--keyferry-pending\")"
+  }
 }
 
 resource "google_secret_manager_secret" "managed" {
@@ -303,6 +357,53 @@ resource "google_secret_manager_secret_iam_member" "function" {
   secret_id = local.secret_ids[each.key]
   role      = each.value.access == "write" ? google_project_iam_custom_role.secret_writer.name : google_project_iam_custom_role.secret_reader.name
   member    = google_service_account.function.member
+}
+
+# ---- certificates ----
+
+# Certificate Manager targets: self-managed certificates keyferry creates and replaces. Certificate Manager has no
+# IAM on individual certificates, so this is granted on the project; it reads no secret (a certificate's private
+# key cannot be read back) and deletes nothing.
+resource "google_project_iam_custom_role" "cert_writer" {
+  count       = var.certificate_manager ? 1 : 0
+  project     = var.project_id
+  role_id     = "keyferry_${var.environment}_cert_writer"
+  title       = "keyferry ${var.environment} certificate writer"
+  description = "Create, read and update Certificate Manager certificates, and wait for those operations."
+  permissions = [
+    "certificatemanager.certs.create",
+    "certificatemanager.certs.get",
+    "certificatemanager.certs.update",
+    "certificatemanager.operations.get",
+  ]
+}
+
+resource "google_project_iam_member" "function_writes_certificates" {
+  count   = var.certificate_manager ? 1 : 0
+  project = var.project_id
+  role    = google_project_iam_custom_role.cert_writer[0].name
+  member  = google_service_account.function.member
+}
+
+# The builtin issuer's intermediate key in Cloud KMS (certificates.issuer.builtin.key.gcp_kms): sign and read the
+# public key, on that CryptoKey only.
+resource "google_project_iam_custom_role" "ca_signer" {
+  count       = var.ca_signing_crypto_key != "" ? 1 : 0
+  project     = var.project_id
+  role_id     = "keyferry_${var.environment}_ca_signer"
+  title       = "keyferry ${var.environment} CA signer"
+  description = "Sign with the CA's key and read its public key."
+  permissions = [
+    "cloudkms.cryptoKeyVersions.useToSign",
+    "cloudkms.cryptoKeyVersions.viewPublicKey",
+  ]
+}
+
+resource "google_kms_crypto_key_iam_member" "function_signs" {
+  count         = var.ca_signing_crypto_key != "" ? 1 : 0
+  crypto_key_id = var.ca_signing_crypto_key
+  role          = google_project_iam_custom_role.ca_signer[0].name
+  member        = google_service_account.function.member
 }
 
 # ---- workload identity federation: the AWS and Azure keyferry functions impersonate the function's SA ----

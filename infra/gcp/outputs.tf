@@ -46,3 +46,8 @@ output "secret_roles" {
   description = "Secret IDs and the role granted on each."
   value       = { for id, m in google_secret_manager_secret_iam_member.function : id => m.role }
 }
+
+output "renew_job" {
+  description = "The renew job's Cloud Scheduler job (empty without renew_certificates)."
+  value       = var.renew_certificates ? google_cloud_scheduler_job.renew[0].id : ""
+}

@@ -97,6 +97,41 @@ variable "allow_secret_listing" {
   default     = true
 }
 
+variable "rotation_siblings" {
+  description = "keyferry.yaml rotates secrets held in this project (a rotation policy's store, or a replica of a rotated secret): grant the project-level, name-conditioned role for the pending siblings (<secret>--keyferry-pending) rotation creates and deletes. The rotated secrets themselves need access = \"write\" in secrets."
+  type        = bool
+  default     = false
+}
+
+variable "renew_certificates" {
+  description = "keyferry.yaml has certificates: schedule the renew job ({\"job\":\"renew\"})."
+  type        = bool
+  default     = false
+}
+
+variable "renew_schedule" {
+  description = "Cloud Scheduler cron of the renew job. Renewal is due at 2/3 of a certificate's life unless renew_before says otherwise: run it well within the shortest renewal window."
+  type        = string
+  default     = "41 */6 * * *"
+}
+
+variable "certificate_manager" {
+  description = "keyferry.yaml has certificate_manager targets in this project: grant creating, reading and updating Certificate Manager certificates (project-level: Certificate Manager has no per-certificate IAM)."
+  type        = bool
+  default     = false
+}
+
+variable "ca_signing_crypto_key" {
+  description = "The CryptoKey (projects/P/locations/L/keyRings/R/cryptoKeys/K) of the builtin issuer's key in Cloud KMS (certificates.issuer.builtin.key.gcp_kms, whose key_version is a version of this key); empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ca_signing_crypto_key == "" || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.ca_signing_crypto_key))
+    error_message = "ca_signing_crypto_key must be projects/P/locations/L/keyRings/R/cryptoKeys/K (the key, not a version), or empty."
+  }
+}
+
 variable "notify_pubsub_topics" {
   description = "Pub/Sub topics (projects/P/topics/T) of keyferry.yaml notify: routes the function publishes alerts to."
   type        = list(string)

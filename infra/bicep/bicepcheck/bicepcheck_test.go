@@ -459,21 +459,29 @@ func TestRoleAssignmentScopes(t *testing.T) {
 }
 
 // TestVaultRolesAreScopedToTheVault: the Key Vault roles (modules/vault.bicep) are on an existing vault
-// reference, not only "some resource".
+// reference, not only "some resource" — or, for the CA's signing keys, on an existing key of that vault.
 func TestVaultRolesAreScopedToTheVault(t *testing.T) {
 	as := checkFile(t, filepath.Join("..", "modules", "vault.bicep"))
-	if len(as) < 2 {
-		t.Fatalf("modules/vault.bicep: %d role assignments, want the function's and the federated app's", len(as))
+	if len(as) < 4 {
+		t.Fatalf("modules/vault.bicep: %d role assignments, want the function's and the federated app's, certificates and signing keys", len(as))
 	}
+	onKey := 0
 	for _, a := range as {
 		if a.violation != "" {
 			t.Error(a)
 			continue
 		}
-		if a.target.baseType() != "Microsoft.KeyVault/vaults" || !a.target.existing {
-			t.Errorf("%s:%d: %s is scoped to %s (%s, existing=%v), want an existing Microsoft.KeyVault/vaults reference",
+		switch {
+		case a.target.baseType() == "Microsoft.KeyVault/vaults" && a.target.existing:
+		case a.target.baseType() == "Microsoft.KeyVault/vaults/keys" && a.target.existing:
+			onKey++
+		default:
+			t.Errorf("%s:%d: %s is scoped to %s (%s, existing=%v), want an existing Microsoft.KeyVault/vaults reference (or one of its keys)",
 				a.file, a.line, a.sym, a.scope, a.target.baseType(), a.target.existing)
 		}
+	}
+	if onKey != 1 {
+		t.Errorf("%d assignments on a key, want the signing keys' one", onKey)
 	}
 }
 

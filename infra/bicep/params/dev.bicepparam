@@ -27,6 +27,11 @@ param keyferryConfigYaml = loadTextContent('keyferry.dev.yaml')
 // Every 15 minutes (NCRONTAB, six fields, UTC).
 param reconcileSchedule = '0 */15 * * * *'
 
+// keyferry.dev.yaml has no certificates: the Renew timer stays disabled. With certificates, set true; the
+// schedule must run well within the shortest renewal window (every 6 hours here).
+param renewCertificates = false
+param renewSchedule = '0 41 */6 * * *'
+
 // entra.bicep output servicePrincipalId; empty until the app registration exists.
 param federatedPrincipalId = readEnvironmentVariable('KEYFERRY_FEDERATED_PRINCIPAL_ID', '')
 

@@ -26,8 +26,21 @@ param vaults = [
 
 param keyferryConfigYaml = loadTextContent('keyferry.prod.yaml')
 
+// The Event Grid topic of keyferry.prod.yaml's eventgrid notify route: EventGrid Data Sender for the function.
+param alertTopics = [
+  {
+    name: 'keyferry-prod-alerts'
+    resourceGroup: 'rg-keyferry-prod'
+  }
+]
+
 // Every 15 minutes (NCRONTAB, six fields, UTC).
 param reconcileSchedule = '0 */15 * * * *'
+
+// keyferry.prod.yaml has no certificates: the Renew timer stays disabled. With certificates, set true; the
+// schedule must run well within the shortest renewal window (every 6 hours here).
+param renewCertificates = false
+param renewSchedule = '0 41 */6 * * *'
 
 // entra.bicep output servicePrincipalId (required in prod: the AWS and GCP functions write the vaults).
 param federatedPrincipalId = readEnvironmentVariable('KEYFERRY_FEDERATED_PRINCIPAL_ID')

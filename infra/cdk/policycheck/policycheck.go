@@ -38,6 +38,7 @@ var ResourcelessActions = []string{
 	"secretsmanager:ListSecrets", "secretsmanager:GetRandomPassword",
 	"ssm:DescribeParameters",
 	"sts:GetWebIdentityToken",
+	"acm:ListCertificates",
 }
 
 // Finding is one grant a rule refuses.

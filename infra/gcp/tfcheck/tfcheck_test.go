@@ -209,7 +209,8 @@ type block struct {
 	typ    string   // resource, data, variable, …
 	labels []string // unquoted
 	line   int
-	attrs  map[string][]token // top-level arguments of the body
+	attrs  map[string][]token            // top-level arguments of the body
+	nested map[string]map[string][]token // arguments of the body's nested blocks, by block type (the first of each)
 	file   string
 }
 
@@ -234,6 +235,7 @@ func blocks(name string, toks []token) ([]*block, error) {
 			return nil, fmt.Errorf("%s:%d: %s block is never closed", name, t.line, t.text)
 		}
 		b.attrs = arguments(toks, j, toks[j].match)
+		b.nested = nestedBlocks(toks, j, toks[j].match)
 		out = append(out, b)
 		i = toks[j].match
 	}
@@ -267,6 +269,24 @@ func arguments(toks []token, open, close int) map[string][]token {
 	return args
 }
 
+// nestedBlocks returns the arguments of the blocks directly in the body between toks[open] and toks[close]
+// (`condition { … }`), by block type; a type given twice keeps the first.
+func nestedBlocks(toks []token, open, close int) map[string]map[string][]token {
+	inner := toks[open].depth + 1
+	out := map[string]map[string][]token{}
+	for k := open + 1; k+1 < close; k++ {
+		t := toks[k]
+		if t.depth != inner || !t.first || t.kind != tIdent || toks[k+1].text != "{" || toks[k+1].match < 0 {
+			continue
+		}
+		if _, seen := out[t.text]; !seen {
+			out[t.text] = arguments(toks, k+1, toks[k+1].match)
+		}
+		k = toks[k+1].match
+	}
+	return out
+}
+
 // ---- the rule ----
 
 var (
@@ -294,6 +314,18 @@ var (
 		"secretmanager.locations.list": true,
 	}
 	customRoleRef = regexp.MustCompile(`google_(project|organization)_iam_custom_role\.([A-Za-z0-9_-]+)(\[[^\]]*\])?\.(name|id)`)
+	// Certificate Manager has no IAM on individual certificates: creating and replacing keyferry's
+	// certificates is granted on the project. None of these reads a secret (a certificate's private key
+	// cannot be read back) or deletes anything.
+	certManagerPermissions = map[string]bool{
+		"certificatemanager.certs.create":   true,
+		"certificatemanager.certs.get":      true,
+		"certificatemanager.certs.update":   true,
+		"certificatemanager.operations.get": true,
+	}
+	// pendingSuffix ends the names of rotation's pending siblings (core/store.PendingSuffix). A project-level
+	// grant of secret permissions is accepted only with a condition limiting it to those names.
+	pendingSuffix = "--keyferry-pending"
 )
 
 type grant struct {
@@ -361,7 +393,7 @@ func check(bs []*block) []grant {
 		switch {
 		case containerIAM.MatchString(typ):
 			level := containerIAM.FindStringSubmatch(typ)[1]
-			g.violation = containerViolation(level, typ, hasRole, role, literals, custom, customPerms)
+			g.violation = containerViolation(level, typ, hasRole, role, literals, custom, customPerms, pendingOnly(b))
 		case resourceIAM.MatchString(typ):
 			m := resourceIAM.FindStringSubmatch(typ)
 			g.violation = resourceViolation(m[1], m[2], b, literals)
@@ -373,7 +405,28 @@ func check(bs []*block) []grant {
 	return out
 }
 
-func containerViolation(level, typ string, hasRole bool, role []token, literals, custom []string, customPerms map[string][]string) string {
+// pendingOnly reports whether a grant's condition limits it to rotation's pending siblings: every
+// alternative of its expression names the suffix, or admits only the project resource (where secret
+// creation is checked).
+func pendingOnly(b *block) bool {
+	c, ok := b.nested["condition"]
+	if !ok {
+		return false
+	}
+	expr := strings.Trim(text(c["expression"]), `"`)
+	if expr == "" {
+		return false
+	}
+	for _, alt := range strings.Split(expr, "||") {
+		alt = strings.TrimSpace(alt)
+		if !strings.Contains(alt, pendingSuffix) && alt != `resource.type == \"cloudresourcemanager.googleapis.com/Project\"` {
+			return false
+		}
+	}
+	return true
+}
+
+func containerViolation(level, typ string, hasRole bool, role []token, literals, custom []string, customPerms map[string][]string, pending bool) string {
 	if strings.HasSuffix(typ, "_iam_policy") {
 		return fmt.Sprintf("an authoritative %s-wide policy", level)
 	}
@@ -396,13 +449,17 @@ func containerViolation(level, typ string, hasRole bool, role []token, literals,
 		}
 		var bad []string
 		for _, p := range perms {
-			if !listPermissions[p] {
+			switch {
+			case listPermissions[p], certManagerPermissions[p]:
+			case pending && strings.HasPrefix(p, "secretmanager."):
+			default:
 				bad = append(bad, p)
 			}
 		}
 		if len(bad) > 0 {
-			problems = append(problems, fmt.Sprintf("custom role %s carries %s %s-wide; only listing (%s) may be granted there",
-				c, strings.Join(bad, ", "), level, "secretmanager.secrets.list"))
+			problems = append(problems, fmt.Sprintf("custom role %s carries %s %s-wide; only listing (%s), Certificate Manager certificates, "+
+				"or secret permissions under a condition naming rotation's pending siblings (%s) may be granted there",
+				c, strings.Join(bad, ", "), level, "secretmanager.secrets.list", pendingSuffix))
 		}
 	}
 	return strings.Join(problems, "; ")
@@ -530,8 +587,10 @@ func TestBadIAMFixture(t *testing.T) {
 		"bucket_policy":           "an authoritative IAM policy",
 		"wildcard_sa":             "is a wildcard",
 		"unknown_type":            "no rule for this IAM resource type",
+		"pending_unconditioned":   "custom role pending carries secretmanager.secrets.create, secretmanager.versions.add project-wide",
+		"pending_wide_condition":  "custom role pending carries secretmanager.secrets.create, secretmanager.versions.add project-wide",
 	}
-	ok := map[string]bool{"list_only": true, "one_secret": true}
+	ok := map[string]bool{"list_only": true, "one_secret": true, "pending_conditioned": true, "cert_manager": true}
 	got := map[string]grant{}
 	for _, g := range check(load(t, []string{filepath.Join("testdata", "bad-iam.tf")})) {
 		got[g.name] = g

@@ -97,6 +97,56 @@ resource "google_bigquery_dataset_iam_member" "unknown_type" {
   member     = google_service_account.fn.member
 }
 
+# Rotation's pending siblings: secret permissions project-wide, refused without a condition naming the
+# siblings, and with a condition that also lets other names through.
+resource "google_project_iam_custom_role" "pending" {
+  role_id     = "pending"
+  title       = "pending siblings"
+  permissions = ["secretmanager.secrets.create", "secretmanager.versions.add"]
+}
+
+resource "google_project_iam_member" "pending_unconditioned" {
+  project = "p"
+  role    = google_project_iam_custom_role.pending.name
+  member  = google_service_account.fn.member
+}
+
+resource "google_project_iam_member" "pending_wide_condition" {
+  project = "p"
+  role    = google_project_iam_custom_role.pending.name
+  member  = google_service_account.fn.member
+
+  condition {
+    title      = "too wide"
+    expression = "resource.name.endsWith(\"--keyferry-pending\") || resource.name.startsWith(\"projects/1/secrets/\")"
+  }
+}
+
+# Accepted: the same role limited to the siblings' names (and the project, where creation is checked).
+resource "google_project_iam_member" "pending_conditioned" {
+  project = "p"
+  role    = google_project_iam_custom_role.pending.name
+  member  = google_service_account.fn.member
+
+  condition {
+    title      = "pending siblings"
+    expression = "resource.type == \"cloudresourcemanager.googleapis.com/Project\" || resource.name.endsWith(\"--keyferry-pending\")"
+  }
+}
+
+# Accepted: Certificate Manager certificates, project-wide (no per-certificate IAM; no secret is readable).
+resource "google_project_iam_custom_role" "certs" {
+  role_id     = "certs"
+  title       = "certificates"
+  permissions = ["certificatemanager.certs.create", "certificatemanager.certs.get", "certificatemanager.certs.update", "certificatemanager.operations.get"]
+}
+
+resource "google_project_iam_member" "cert_manager" {
+  project = "p"
+  role    = google_project_iam_custom_role.certs.name
+  member  = google_service_account.fn.member
+}
+
 # Accepted: listing only, project-wide (a sweep lists its source).
 resource "google_project_iam_custom_role" "lister" {
   role_id     = "lister"
