@@ -1,7 +1,7 @@
 // Command azure is keyferry's Azure Functions custom handler: the Functions host (Flex Consumption,
-// Linux) forwards Event Grid events from each Key Vault's system topic (function KeyVaultEvents) and a
-// timer (function Reconcile) to this HTTP server on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT. Each request is
-// the host's invocation document {"Data": {...}, "Metadata": {...}}; the response is
+// Linux) forwards Event Grid events from each Key Vault's system topic (function KeyVaultEvents) and two
+// timers (functions Reconcile and Renew) to this HTTP server on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT.
+// Each request is the host's invocation document {"Data": {...}, "Metadata": {...}}; the response is
 // {"Outputs": {}, "Logs": [...], "ReturnValue": ...}. A non-2xx response fails the invocation and Event Grid
 // redelivers, so only transient failures answer 500; malformed or irrelevant events are acknowledged.
 //
@@ -56,7 +56,8 @@ func (s *server) getCore(ctx context.Context) (dispatch.Core, error) {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /KeyVaultEvents", s.keyVaultEvents)
-	mux.HandleFunc("POST /Reconcile", s.reconcile)
+	mux.HandleFunc("POST /Reconcile", s.timer("sweep"))
+	mux.HandleFunc("POST /Renew", s.timer("renew"))
 	return mux
 }
 
@@ -141,25 +142,29 @@ func (s *server) keyVaultEvents(w http.ResponseWriter, r *http.Request) {
 	reply(w, status, logs)
 }
 
-func (s *server) reconcile(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	if _, ok := readInvocation(w, r); !ok {
-		return
-	}
-	c, err := s.getCore(ctx)
-	if err != nil {
-		s.log.ErrorContext(ctx, "keyferry cannot start", "error", err.Error())
-		reply(w, http.StatusInternalServerError, []string{"keyferry cannot start: " + err.Error()})
-		return
-	}
-	rep, err := c.Schedule(ctx, event.Schedule{Job: "sweep"})
-	s.log.InfoContext(ctx, "schedule", "job", "sweep", "result", rep.Summary)
-	status := http.StatusOK
-	if err != nil {
-		s.log.ErrorContext(ctx, "sweep failed", "error", err.Error())
-		if dispatch.Retryable(err) {
-			status = http.StatusInternalServerError
+// timer answers a timer trigger by running the scheduled job: Reconcile runs "sweep" (which also rotates
+// what is due), Renew runs "renew" (certificates inside their renewal window).
+func (s *server) timer(job string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if _, ok := readInvocation(w, r); !ok {
+			return
 		}
+		c, err := s.getCore(ctx)
+		if err != nil {
+			s.log.ErrorContext(ctx, "keyferry cannot start", "error", err.Error())
+			reply(w, http.StatusInternalServerError, []string{"keyferry cannot start: " + err.Error()})
+			return
+		}
+		rep, err := c.Schedule(ctx, event.Schedule{Job: job})
+		s.log.InfoContext(ctx, "schedule", "job", job, "result", rep.Summary)
+		status := http.StatusOK
+		if err != nil {
+			s.log.ErrorContext(ctx, job+" failed", "error", err.Error())
+			if dispatch.Retryable(err) {
+				status = http.StatusInternalServerError
+			}
+		}
+		reply(w, status, []string{rep.Summary})
 	}
-	reply(w, status, []string{rep.Summary})
 }

@@ -29,6 +29,7 @@ type fakeCore struct {
 	changes []event.Change
 	err     error
 	sweeps  int
+	jobs    []string
 }
 
 func (f *fakeCore) Change(_ context.Context, ch event.Change) (dispatch.Report, error) {
@@ -38,8 +39,9 @@ func (f *fakeCore) Change(_ context.Context, ch event.Change) (dispatch.Report, 
 	return dispatch.Report{Summary: "ok"}, f.err
 }
 
-func (f *fakeCore) Schedule(context.Context, event.Schedule) (dispatch.Report, error) {
+func (f *fakeCore) Schedule(_ context.Context, s event.Schedule) (dispatch.Report, error) {
 	f.sweeps++
+	f.jobs = append(f.jobs, s.Job)
 	return dispatch.Report{Summary: "swept"}, f.err
 }
 
@@ -98,6 +100,9 @@ func TestHandler(t *testing.T) {
 	fc.err = nil
 	if status, out := post(t, srv, "Reconcile", `null`); status != 200 || fc.sweeps != 1 || len(out.Logs) == 0 {
 		t.Errorf("timer: %d %+v", status, out)
+	}
+	if status, _ := post(t, srv, "Renew", `null`); status != 200 || strings.Join(fc.jobs, ",") != "sweep,renew" {
+		t.Errorf("renew timer: %d, jobs %v; want sweep then renew", status, fc.jobs)
 	}
 	status, _ := post(t, srv, "KeyVaultEvents", `{"id":"v","eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","eventTime":"2026-01-01T00:00:00Z","data":{"validationCode":"abc"}}`)
 	if status != 200 {
