@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -39,11 +41,19 @@ type Bundle struct {
 type LocalIssuer struct {
 	intermediate *x509.Certificate
 	key          crypto.Signer
-	policy       Policy
+	policy       *compiledPolicy
 	roots        *x509.CertPool
 	inters       *x509.CertPool
 	chainPEM     []byte
+	// validFrom and validUntil bound the chain's validity: a leaf must lie inside both.
+	validFrom, validUntil time.Time
+
+	mu       sync.Mutex
+	verified map[string]bool // leaf shapes (names, key usages) that verified to the root; see shape
 }
+
+// maxVerifiedShapes bounds LocalIssuer.verified; past it the set starts again.
+const maxVerifiedShapes = 4096
 
 var _ Issuer = (*LocalIssuer)(nil)
 
@@ -91,10 +101,20 @@ func NewLocalIssuer(intermediate *x509.Certificate, chain []*x509.Certificate, k
 	if _, err := intermediate.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("pki: issuer: the intermediate does not verify to the root now: %w", err)
 	}
-	return &LocalIssuer{
-		intermediate: intermediate, key: key, policy: policy,
-		roots: roots, inters: inters, chainPEM: chainPEM.Bytes(),
-	}, nil
+	li := &LocalIssuer{
+		intermediate: intermediate, key: key, policy: policy.compiled(),
+		roots: roots, inters: inters, chainPEM: chainPEM.Bytes(), verified: map[string]bool{},
+		validFrom: intermediate.NotBefore, validUntil: intermediate.NotAfter,
+	}
+	for _, c := range chain {
+		if c.NotBefore.After(li.validFrom) {
+			li.validFrom = c.NotBefore
+		}
+		if c.NotAfter.Before(li.validUntil) {
+			li.validUntil = c.NotAfter
+		}
+	}
+	return li, nil
 }
 
 // Issue checks s against the policy, generates a fresh key, signs a leaf valid from a minute ago for
@@ -103,7 +123,7 @@ func (li *LocalIssuer) Issue(ctx context.Context, s Spec) (*Bundle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := li.policy.Check(s); err != nil {
+	if err := li.policy.check(s); err != nil {
 		return nil, err
 	}
 	s = s.withDefaults()
@@ -165,9 +185,45 @@ func (li *LocalIssuer) Issue(ctx context.Context, s Spec) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: sign: %w", where, err)
 	}
+	if err := li.verify(der, tmpl, t); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	keyPEM, err := MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Bundle{
+		CertPEM:  pemCert(der),
+		KeyPEM:   keyPEM,
+		ChainPEM: bytes.Clone(li.chainPEM),
+		// As encoded: whole seconds, UTC.
+		NotBefore: tmpl.NotBefore.Truncate(time.Second).UTC(),
+		NotAfter:  tmpl.NotAfter.Truncate(time.Second).UTC(),
+		Serial:    FormatSerial(serial),
+	}, nil
+}
+
+// verify checks that the signed leaf (der, made from tmpl) verifies to the root at time t, under every
+// name constraint and extended key usage of the chain. The full x509 verification runs once per leaf shape
+// (its subject, names and key usages: all a chain's constraints look at). The chain is fixed and was
+// verified when the issuer was made, and x509.CreateCertificate has already checked the leaf's signature
+// against the intermediate's key, so a later leaf of a verified shape only needs to lie within the chain's
+// validity. Renewals, which repeat a shape, thus cost one signature check instead of three.
+func (li *LocalIssuer) verify(der []byte, tmpl *x509.Certificate, t time.Time) error {
+	if t.Before(li.validFrom) || tmpl.NotAfter.After(li.validUntil) {
+		return fmt.Errorf("the certificate's validity (to %s) is outside the chain's (%s to %s)",
+			tmpl.NotAfter.UTC().Format(time.RFC3339), li.validFrom.UTC().Format(time.RFC3339), li.validUntil.UTC().Format(time.RFC3339))
+	}
+	key := shape(tmpl)
+	li.mu.Lock()
+	ok := li.verified[key]
+	li.mu.Unlock()
+	if ok {
+		return nil
+	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("%s: parse the signed certificate: %w", where, err)
+		return fmt.Errorf("parse the signed certificate: %w", err)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         li.roots,
@@ -175,20 +231,46 @@ func (li *LocalIssuer) Issue(ctx context.Context, s Spec) (*Bundle, error) {
 		CurrentTime:   t,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
-		return nil, fmt.Errorf("%s: the signed certificate does not verify to the root (is a name outside the intermediate's constraints?): %w", where, err)
+		return fmt.Errorf("the signed certificate does not verify to the root (is a name outside the intermediate's constraints?): %w", err)
 	}
-	keyPEM, err := MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return nil, err
+	li.mu.Lock()
+	if len(li.verified) >= maxVerifiedShapes {
+		clear(li.verified)
 	}
-	return &Bundle{
-		CertPEM:   pemCert(der),
-		KeyPEM:    keyPEM,
-		ChainPEM:  bytes.Clone(li.chainPEM),
-		NotBefore: leaf.NotBefore,
-		NotAfter:  leaf.NotAfter,
-		Serial:    FormatSerial(leaf.SerialNumber),
-	}, nil
+	li.verified[key] = true
+	li.mu.Unlock()
+	return nil
+}
+
+// shape is what of a leaf the chain's constraints depend on: its subject (keyferry sets only the common
+// name), SANs, key usage and extended key usages.
+func shape(c *x509.Certificate) string {
+	n := len(c.Subject.CommonName) + 16
+	for _, d := range c.DNSNames {
+		n += len(d) + 2
+	}
+	for _, u := range c.URIs {
+		n += len(u.Path) + len(u.Host) + len(u.Scheme) + 8
+	}
+	b := make([]byte, 0, n)
+	b = append(b, c.Subject.CommonName...)
+	for _, d := range c.DNSNames {
+		b = append(append(b, 0, 'd'), strings.ToLower(d)...)
+	}
+	for _, ip := range c.IPAddresses {
+		b = append(append(b, 0, 'i'), ip.String()...)
+	}
+	for _, u := range c.URIs {
+		b = append(append(b, 0, 'u'), u.String()...)
+	}
+	for _, e := range c.EmailAddresses {
+		b = append(append(b, 0, 'e'), e...)
+	}
+	b = strconv.AppendInt(append(b, 0, 'k'), int64(c.KeyUsage), 10)
+	for _, e := range c.ExtKeyUsage {
+		b = strconv.AppendInt(append(b, 0, 'x'), int64(e), 10)
+	}
+	return string(b)
 }
 
 // FormatSerial writes a serial number as colon-separated lowercase hex.
@@ -200,11 +282,15 @@ func FormatSerial(n *big.Int) string {
 	if len(b) == 0 {
 		b = []byte{0}
 	}
-	parts := make([]string, len(b))
+	const hexdigits = "0123456789abcdef"
+	out := make([]byte, 0, 3*len(b))
 	for i, c := range b {
-		parts[i] = fmt.Sprintf("%02x", c)
+		if i > 0 {
+			out = append(out, ':')
+		}
+		out = append(out, hexdigits[c>>4], hexdigits[c&0xf])
 	}
-	return strings.Join(parts, ":")
+	return string(out)
 }
 
 // RenewAt is when cert is due for renewal: renewBefore before NotAfter, or, when renewBefore is 0, at

@@ -291,3 +291,55 @@ func TestFormatSerial(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifiedShapes: the issuer fully verifies the first leaf of each shape and only the validity of
+// later leaves of that shape; a leaf of another shape — a name outside the constraints among them — is
+// still verified and refused, however many leaves came before it, and every bundle verifies to the root.
+func TestVerifiedShapes(t *testing.T) {
+	ca := newTestCA(t, KeyECP256, exampleConstraints)
+	li := ca.issuer(t, openPolicy)
+	ctx := context.Background()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.root)
+	inters := x509.NewCertPool()
+	inters.AddCert(ca.inter)
+	steps := []struct {
+		dns     string
+		eku     []string
+		wantErr string
+	}{
+		{"api.svc.example.com", nil, ""},
+		{"api.svc.example.com", nil, ""},
+		{"api.other.example.com", nil, "does not verify to the root"},
+		{"db.secret.svc.example.com", nil, "does not verify to the root"},
+		{"api.svc.example.com", []string{"client-auth"}, ""},
+		{"api.svc.example.com", nil, ""},
+		{"api.other.example.com", nil, "does not verify to the root"},
+	}
+	for i, st := range steps {
+		b, err := li.Issue(ctx, Spec{DNSNames: []string{st.dns}, ExtKeyUsage: st.eku})
+		if st.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), st.wantErr) {
+				t.Fatalf("step %d (%s): err = %v, want %q", i, st.dns, err, st.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("step %d (%s): %v", i, st.dns, err)
+		}
+		leaf, err := ParseCertificatePEM(b.CertPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Fatalf("step %d: the bundle does not verify: %v", i, err)
+		}
+		if !leaf.NotAfter.Equal(b.NotAfter) || !leaf.NotBefore.Equal(b.NotBefore) || FormatSerial(leaf.SerialNumber) != b.Serial {
+			t.Fatalf("step %d: bundle says %s–%s serial %s, certificate %s–%s serial %s", i, b.NotBefore, b.NotAfter, b.Serial,
+				leaf.NotBefore, leaf.NotAfter, FormatSerial(leaf.SerialNumber))
+		}
+	}
+	if n := len(li.verified); n != 2 {
+		t.Errorf("%d verified shapes, want 2 (server-auth and client-auth leaves of api.svc.example.com)", n)
+	}
+}

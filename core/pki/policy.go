@@ -154,15 +154,30 @@ const maxNameLen = 2048
 
 // Check reports whether the policy allows the spec (with its defaults applied). The error is a
 // *PolicyError listing every violation and what would allow it.
-func (p Policy) Check(s Spec) error {
+func (p Policy) Check(s Spec) error { return p.compiled().check(s) }
+
+// compiledPolicy is a policy with its patterns compiled once (an issuer checks every spec against it).
+type compiledPolicy struct {
+	p       Policy
+	domains []*regexp.Regexp
+	uris    []func(string) bool
+	vs      []Violation // the policy's own problems, reported with every check
+}
+
+func (p Policy) compiled() *compiledPolicy {
+	cp := &compiledPolicy{p: p}
+	cp.domains, cp.uris, cp.vs = p.compile()
+	return cp
+}
+
+func (cp *compiledPolicy) check(s Spec) error {
+	p, domains, urisPats := cp.p, cp.domains, cp.uris
 	s = s.withDefaults()
 	var vs []Violation
 	add := func(field, value, problem, fix string) {
 		vs = append(vs, Violation{Field: field, Value: value, Problem: problem, Fix: fix})
 	}
-
-	domains, urisPats, pv := p.compile()
-	vs = append(vs, pv...)
+	vs = append(vs, cp.vs...)
 
 	if s.CommonName == "" && len(s.DNSNames) == 0 && len(s.IPAddresses) == 0 && len(s.URIs) == 0 {
 		add("Spec", "", "no CommonName and no SAN: nothing to certify", "set DNSNames, IPAddresses or URIs")
