@@ -19,9 +19,11 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 PKGS       ?= ./...
 
 export KEYFERRY_VAULT_BIN := $(VAULT_BIN)
+# make test installs chromium (target chromium), so the browser test must not skip.
+export KEYFERRY_REQUIRE_CHROMIUM := 1
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test demo vault moto pubsub-emulator vet fmt-check lint fuzz bench clean-cache tools infra-check
+.PHONY: all build test demo vault moto pubsub-emulator chromium vet fmt-check lint fuzz bench clean-cache tools infra-check
 
 all: build
 
@@ -29,7 +31,7 @@ build:
 	$(GO) build ./...
 
 ## tools the tests need (cached, or checked where the machine provides them)
-tools: vault moto pubsub-emulator
+tools: vault moto pubsub-emulator chromium
 
 # moto (AWS) and the gcloud Pub/Sub emulator come with the machine image; these targets check them and say
 # what is missing rather than letting a test fail obscurely.
@@ -40,6 +42,12 @@ pubsub-emulator:
 	@root=$$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null); \
 	test -x "$$root/platform/pubsub-emulator/bin/cloud-pubsub-emulator" || { echo "the gcloud Pub/Sub emulator is missing: install the gcloud component pubsub-emulator (Debian: google-cloud-cli-pubsub-emulator)"; exit 1; }; \
 	command -v java >/dev/null || { echo "java is missing: the Pub/Sub emulator needs Java 17 (Debian: openjdk-17-jre-headless)"; exit 1; }
+
+# Debian's chromium renders the inventory's HTML report in a test (core/inventory); installed once with apt.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the HTML report test (once)"; \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } \
+	  || { echo "cannot install chromium: run 'apt-get install chromium' as root"; exit 1; }; }
 
 vault: $(VAULT_BIN)
 
@@ -73,7 +81,7 @@ fuzz:
 bench: tools
 	$(GO) test ./bench/... -run '^$$' -bench . -benchtime 1x
 
-demo: tools
+demo: vault moto pubsub-emulator
 	$(GO) run ./localtest/cmd/localcloud demo
 
 clean-cache:
