@@ -15,14 +15,18 @@ import (
 // Environment variables that say where this process runs and, for tests and sovereign clouds, where the
 // token services are. KEYFERRY_HOME overrides the detection from the platforms' own variables.
 const (
-	EnvHome             = "KEYFERRY_HOME"                // aws, azure, gcp or local
-	EnvSTSEndpoint      = "KEYFERRY_STS_ENDPOINT"        // AWS STS
-	EnvEntraAuthority   = "KEYFERRY_ENTRA_AUTHORITY"     // Entra authority host
-	EnvGoogleSTS        = "KEYFERRY_GOOGLE_STS_URL"      // Google STS token URL
-	EnvIAMCredentials   = "KEYFERRY_IAM_CREDENTIALS_URL" // IAM Credentials base URL
-	EnvMetadataHost     = "KEYFERRY_METADATA_HOST"       // GCE metadata server host:port
-	EnvIdentityCAFile   = "KEYFERRY_IDENTITY_CA_FILE"    // extra CA certificates for the token services (local cloud)
-	defaultFederationTO = 30 * time.Second
+	EnvHome           = "KEYFERRY_HOME"                // aws, azure, gcp or local
+	EnvSTSEndpoint    = "KEYFERRY_STS_ENDPOINT"        // AWS STS
+	EnvEntraAuthority = "KEYFERRY_ENTRA_AUTHORITY"     // Entra authority host
+	EnvGoogleSTS      = "KEYFERRY_GOOGLE_STS_URL"      // Google STS token URL
+	EnvIAMCredentials = "KEYFERRY_IAM_CREDENTIALS_URL" // IAM Credentials base URL
+	EnvMetadataHost   = "KEYFERRY_METADATA_HOST"       // GCE metadata server host:port
+	EnvIdentityCAFile = "KEYFERRY_IDENTITY_CA_FILE"    // extra CA certificates for the token services (local cloud)
+	// EnvLocalManagedIdentity is the client ID of the local cloud's managed identity, used by `local: true`
+	// Key Vault stores: MSAL caches managed-identity tokens per process and client ID, so a process that
+	// talks to several local clouds in turn (a test binary) must not be served an earlier cloud's token.
+	EnvLocalManagedIdentity = "KEYFERRY_LOCAL_MANAGED_IDENTITY"
+	defaultFederationTO     = 30 * time.Second
 )
 
 // Home is where this process runs: KEYFERRY_HOME, else the platform's own variables (Lambda, Azure

@@ -2,6 +2,7 @@ package stores
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/keyferry/keyferry/core/config"
 	"github.com/keyferry/keyferry/core/identity"
 	"github.com/keyferry/keyferry/core/store"
+	"github.com/keyferry/keyferry/localtest/gcp"
 	"github.com/keyferry/keyferry/localtest/idp"
 	"github.com/keyferry/keyferry/localtest/moto"
 	"github.com/keyferry/keyferry/localtest/oidc"
@@ -105,5 +107,97 @@ func TestFederatedAWSStoreFromGCP(t *testing.T) {
 	_, err = bad.Put(ctx, "federated/db", store.Text("federation-canary"), store.PutOptions{})
 	if err == nil || !strings.Contains(err.Error(), "gcp → aws") || strings.Contains(err.Error(), "canary") {
 		t.Errorf("a role that does not trust the function: %v", err)
+	}
+}
+
+// TestFederatedGCPStoreOverTLS: a local Secret Manager written as an https:// endpoint is reached over
+// TLS (trusting ca_file) with the same credentials as the service: from a Lambda, the federated token
+// Google STS issued for the role's signed GetCallerIdentity; with keys AWS never issued it fails closed,
+// naming the direction.
+func TestFederatedGCPStoreOverTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, k := range []string{"AWS_SESSION_TOKEN", "AWS_PROFILE", "GCE_METADATA_HOST", "GOOGLE_APPLICATION_CREDENTIALS"} {
+		t.Setenv(k, "")
+		_ = os.Unsetenv(k)
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "c"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "k"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	const (
+		account  = "123456789012"
+		provider = "//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/keyferry/providers/from-aws"
+	)
+	lambda := idp.AWSSession{AccessKeyID: "ASIALAMBDAROLEKEY001", SecretAccessKey: "lambda-role-secret-key", RoleArn: "arn:aws:iam::" + account + ":role/fn",
+		AssumedRoleArn: "arn:aws:sts::" + account + ":assumed-role/fn/keyferry"}
+	sts, err := idp.StartAWSSTS(idp.AWSSTSConfig{Sessions: []idp.AWSSession{lambda}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sts.Close() })
+	google, err := idp.StartGoogleSTS(idp.GoogleSTSConfig{Providers: []idp.WorkloadIdentityProvider{
+		{Audience: provider, AWSAccountID: account, AWSVerifyURL: sts.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = google.Close() })
+	ca, err := oidc.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := ca.ServerTLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := gcp.StartSecretManager(gcp.SecretManagerOptions{TLS: tc, Authenticate: func(_ context.Context, tok string) (string, error) {
+		if t, ok := google.LookupAccessToken(tok); ok {
+			return t.Principal, nil
+		}
+		return "", errors.New("not issued by the Google STS fake")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sm.Stop)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvHome, "aws")
+	t.Setenv(EnvGoogleSTS, google.TokenURL())
+	t.Setenv("AWS_REGION", "us-east-1")
+	y := "stores:\n  gcp:\n    type: gcp-secretmanager\n    project: kf-test\n    local: true\n    endpoint: https://" + sm.Addr() +
+		"\n    ca_file: " + caFile + "\n    identity: {audience: \"" + provider + "\"}\n"
+	cfg, err := config.Parse("k.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, key, secret string
+		ok                bool
+	}{
+		{"the Lambda's role", lambda.AccessKeyID, lambda.SecretAccessKey, true},
+		{"keys AWS never issued", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", false},
+	} {
+		t.Setenv("AWS_ACCESS_KEY_ID", c.key)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", c.secret)
+		st, err := Open(ctx, cfg.Store("gcp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Put(ctx, "federated-db", store.Text("federation-canary"), store.PutOptions{})
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), "aws → gcp") || strings.Contains(err.Error(), c.secret)):
+			t.Errorf("%s: %v, want a refusal naming aws → gcp", c.name, err)
+		}
+	}
+	if ok, no := google.CountsFor(idp.OpGoogleSTSToken, provider); ok != 1 || no == 0 {
+		t.Errorf("Google STS accepted %d and refused %d exchanges, want 1 and at least 1", ok, no)
+	}
+	if callers, refused := sm.Callers(); len(callers) != 1 || refused != 0 {
+		t.Errorf("Secret Manager callers %v, refused %d", callers, refused)
 	}
 }

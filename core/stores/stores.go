@@ -5,7 +5,9 @@
 // Credentials never come from the configuration file. In production each adapter uses its cloud's
 // workload identity (the function's IAM role, managed identity or service account). A store marked
 // `local: true` belongs to the local cloud and takes the emulators' credentials from the environment
-// (AWS_ACCESS_KEY_ID=testing, IDENTITY_ENDPOINT/IDENTITY_HEADER, VAULT_TOKEN), as the local cloud sets them.
+// (AWS_ACCESS_KEY_ID=testing, IDENTITY_ENDPOINT/IDENTITY_HEADER, VAULT_TOKEN), as the local cloud sets them;
+// a local GCP Secret Manager written as an https:// endpoint (an emulator checking credentials, trusted
+// through ca_file) gets the same credentials as the service, federated or not.
 package stores
 
 import (
@@ -18,6 +20,7 @@ import (
 	"os"
 	"time"
 
+	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -25,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/keyferry/keyferry/core/config"
@@ -135,28 +139,55 @@ func open(ctx context.Context, sc *config.StoreConfig, home identity.Home) (stor
 					}
 					return azkv.NewClient(vaultURL, cred, &o)
 				}
-				return azkv.ManagedIdentityClient(vaultURL, "", &o)
+				mi := "" // the system-assigned identity
+				if sc.Local {
+					mi = os.Getenv(EnvLocalManagedIdentity)
+				}
+				return azkv.ManagedIdentityClient(vaultURL, mi, &o)
 			}})
 	case config.TypeGCPSecretManager:
 		c := sc.GCPSecretManager
 		opts := gcpsm.Options{Name: sc.Name, Project: c.Project, Topics: c.Topics,
 			Replication: gcpsm.Replication{Locations: c.Replication.Locations}}
-		if sc.Endpoint != "" {
-			// Local cloud only (the config loader refuses an endpoint elsewhere): plain gRPC, no credentials.
-			// The endpoint is written as a URL; gRPC dials host:port.
-			target := sc.Endpoint
-			if u, err := url.Parse(sc.Endpoint); err == nil && u.Host != "" {
-				target = u.Host
-			}
-			opts.ClientOptions = []option.ClientOption{option.WithEndpoint(target), option.WithoutAuthentication(),
-				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
-		}
-		if fed && sc.Endpoint == "" {
+		u, _ := url.Parse(sc.Endpoint)
+		secure := sc.Endpoint == "" || u != nil && u.Scheme == "https"
+		var creds []option.ClientOption
+		if fed && secure {
 			_, co, err := identity.GCP(ctx, home, peer(sc, home), eps)
 			if err != nil {
 				return nil, err
 			}
-			opts.ClientOptions = co
+			creds = co
+		}
+		switch {
+		case sc.Endpoint == "":
+			opts.ClientOptions = creds // nil: Application Default Credentials
+		case secure:
+			// Local cloud only (the config loader refuses an endpoint elsewhere): an emulator serving TLS
+			// (trusting ca_file) checks credentials as the service does, so it gets the same ones: the
+			// federated credentials, else Application Default Credentials.
+			opts.Client = func(ctx context.Context) (*secretmanager.Client, error) {
+				tc := &tls.Config{MinVersion: tls.VersionTLS12}
+				if sc.CAFile != "" {
+					pool, err := certPool(sc.CAFile)
+					if err != nil {
+						return nil, err
+					}
+					tc.RootCAs = pool
+				}
+				co := append([]option.ClientOption{option.WithEndpoint(u.Host),
+					option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(tc)))}, creds...)
+				return secretmanager.NewClient(ctx, co...)
+			}
+		default:
+			// Local cloud only: a plain-gRPC emulator takes no credentials. The endpoint is written as a
+			// URL; gRPC dials host:port.
+			target := sc.Endpoint
+			if u != nil && u.Host != "" {
+				target = u.Host
+			}
+			opts.ClientOptions = []option.ClientOption{option.WithEndpoint(target), option.WithoutAuthentication(),
+				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
 		}
 		return gcpsm.New(opts)
 	case config.TypeVaultKV:
@@ -201,6 +232,17 @@ func awsConfig(ctx context.Context, region string) (aws.Config, error) {
 }
 
 func httpClientTrusting(caFile string) (*http.Client, error) {
+	pool, err := certPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t}, nil
+}
+
+// certPool holds the CA certificates of a store's ca_file.
+func certPool(caFile string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading ca_file: %w", err)
@@ -209,7 +251,5 @@ func httpClientTrusting(caFile string) (*http.Client, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("ca_file %s holds no PEM certificate", caFile)
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: t}, nil
+	return pool, nil
 }

@@ -2,12 +2,23 @@
 // the fault layer, plus a keyferry.yaml describing them as `local: true` stores and the environment the
 // stores' credential chains read (fake AWS keys, the managed-identity endpoint, the Vault dev token).
 // The demo and end-to-end tests use it; Stop stops every process it started, by PID.
+//
+// With Options.Federation the cloud also runs the token services of workload identity federation
+// (localtest/idp, localtest/oidc) and every store accepts only what federation yields: Key Vault only
+// tokens of the Entra tenant (whose issuer also serves the Azure function's managed identity), Secret
+// Manager (over TLS) only access tokens of the Google STS / IAM Credentials fake or of a metadata server,
+// Vault only jwt logins of the three functions' identities (one mount per home, bound audience and
+// subject, a policy on the KV mount), and the AWS APIs only requests signed with the Lambda's execution
+// role (moto's keys) or a session the STS fake issued. Config then carries the `identity:` blocks, and
+// FunctionEnv gives each function its own cloud's identity only.
 package cloud
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyferry/keyferry/core/stores"
 	"github.com/keyferry/keyferry/localtest/azkv"
 	"github.com/keyferry/keyferry/localtest/events"
 	"github.com/keyferry/keyferry/localtest/fault"
@@ -59,6 +71,9 @@ type Options struct {
 	Dir string
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
+	// Federation makes the stores accept only credentials obtained by workload identity federation
+	// (see the package documentation and Cloud.Federation).
+	Federation bool
 }
 
 // Cloud is a running local cloud.
@@ -84,6 +99,9 @@ type Cloud struct {
 	Vault      *vault.Server
 	VaultFault *fault.Layer
 	VaultProxy *fault.Proxy
+
+	// Federation holds the token services (Options.Federation; nil otherwise).
+	Federation *Federation
 
 	ownDir   bool
 	mu       sync.Mutex
@@ -128,6 +146,12 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 			return nil, err
 		}
 		c.Dir, c.ownDir = d, true
+	}
+	if opts.Federation {
+		if err := c.startFederation(); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("local cloud: starting the token services: %w", err)
+		}
 	}
 	starters := map[string]func(context.Context) error{
 		AWS:    func(ctx context.Context) error { return c.startAWS(ctx, scale) },
@@ -205,8 +229,17 @@ func (c *Cloud) startAWS(ctx context.Context, scale float64) error {
 		return err
 	}
 	c.onStop(func() { _ = tr.Close() })
+	backend := tr.URL
+	if f := c.Federation; f != nil {
+		check, err := startTap(tr.URL, f.awsCredentialCheck, nil)
+		if err != nil {
+			return err
+		}
+		c.onStop(func() { _ = check.Close() })
+		backend = check.URL
+	}
 	l := fault.New(scale, 1)
-	p, err := l.Proxy(fault.AWS, tr.URL)
+	p, err := l.Proxy(fault.AWS, backend)
 	if err != nil {
 		return err
 	}
@@ -216,13 +249,19 @@ func (c *Cloud) startAWS(ctx context.Context, scale float64) error {
 }
 
 func (c *Cloud) startAzure(scale float64) error {
-	iss, err := oidc.Start(oidc.Options{})
-	if err != nil {
-		return err
+	var iss *oidc.Issuer
+	var ca *oidc.CA
+	if f := c.Federation; f != nil {
+		iss, ca = f.Tenant, f.CA // Entra's tokens, the managed identity's included
+	} else {
+		var err error
+		if iss, err = oidc.Start(oidc.Options{}); err != nil {
+			return err
+		}
+		c.onStop(func() { _ = iss.Close() })
 	}
-	c.onStop(func() { _ = iss.Close() })
 	l := fault.New(scale, 2)
-	kv, err := azkv.Start(azkv.Options{Faults: l, Issuer: iss, VaultName: VaultName,
+	kv, err := azkv.Start(azkv.Options{Faults: l, Issuer: iss, CA: ca, VaultName: VaultName,
 		Events: func(ev []byte) { deliver(&c.kvSink, ev) }})
 	if err != nil {
 		return err
@@ -243,7 +282,15 @@ func (c *Cloud) startGCP(scale float64) error {
 		}
 		return h(ctx, req)
 	}
-	sm, err := gcp.StartSecretManager(gcp.SecretManagerOptions{Fault: l, Interceptors: []grpc.UnaryServerInterceptor{notify}})
+	o := gcp.SecretManagerOptions{Fault: l, Interceptors: []grpc.UnaryServerInterceptor{notify}}
+	if f := c.Federation; f != nil {
+		tc, err := f.CA.ServerTLSConfig()
+		if err != nil {
+			return err
+		}
+		o.TLS, o.Authenticate = tc, f.gcpPrincipal
+	}
+	sm, err := gcp.StartSecretManager(o)
 	if err != nil {
 		return err
 	}
@@ -283,8 +330,20 @@ func (c *Cloud) startVault(ctx context.Context, scale float64) error {
 		return err
 	}
 	c.onStop(func() { _ = v.Stop() })
+	backend := v.Addr
+	if f := c.Federation; f != nil {
+		if err := f.configureVault(ctx, v); err != nil {
+			return err
+		}
+		logins, err := startTap(v.Addr, func(rp *httputil.ReverseProxy) http.Handler { return rp }, f.vaultLoginCounter)
+		if err != nil {
+			return err
+		}
+		c.onStop(func() { _ = logins.Close() })
+		backend = logins.URL
+	}
 	l := fault.New(scale, 4)
-	p, err := l.Proxy(fault.Vault, v.Addr)
+	p, err := l.Proxy(fault.Vault, backend)
 	if err != nil {
 		return err
 	}
@@ -299,24 +358,53 @@ func (c *Cloud) keyVaultCAFile() string { return filepath.Join(c.Dir, "keyvault-
 func (c *Cloud) FileStoreDir() string { return filepath.Join(c.Dir, "filestore") }
 
 // Config is a keyferry.yaml with one store per running part (all `local: true`) plus the file store.
+// In the federated cloud each store says, in `identity:`, how the functions of the other clouds reach it
+// (the roles, app registration, workload identity providers and Vault jwt mounts of Federation), and
+// Secret Manager is reached over TLS.
 func (c *Cloud) Config() string {
+	f := c.Federation
 	var b strings.Builder
 	b.WriteString("# The local cloud: every store runs on this machine. Generated by localtest/cloud.\nstores:\n")
 	if c.AWSProxy != nil {
-		fmt.Fprintf(&b, "  aws:\n    type: aws-secretsmanager\n    region: %s\n    local: true\n    endpoint: %s\n", moto.Region, c.AWSProxy.URL)
-		fmt.Fprintf(&b, "  aws-ssm:\n    type: aws-ssm\n    region: %s\n    local: true\n    endpoint: %s\n", moto.Region, c.AWSProxy.URL)
+		awsIdentity := ""
+		if f != nil {
+			awsIdentity = fmt.Sprintf("    identity:\n      azure: {role_arn: %s, audience: %q}\n      gcp: {role_arn: %s, audience: %s}\n",
+				RoleFromAzure, AWSAudienceFromAzure, RoleFromGCP, AWSAudienceFromGCP)
+		}
+		fmt.Fprintf(&b, "  aws:\n    type: aws-secretsmanager\n    region: %s\n    local: true\n    endpoint: %s\n%s", moto.Region, c.AWSProxy.URL, awsIdentity)
+		fmt.Fprintf(&b, "  aws-ssm:\n    type: aws-ssm\n    region: %s\n    local: true\n    endpoint: %s\n%s", moto.Region, c.AWSProxy.URL, awsIdentity)
 	}
 	if c.KeyVault != nil {
 		fmt.Fprintf(&b, "  azure:\n    type: azure-keyvault\n    vault: %s\n    local: true\n    ca_file: %s\n", c.KeyVault.URL(), c.keyVaultCAFile())
+		if f != nil {
+			fmt.Fprintf(&b, "    identity: {tenant_id: %s, client_id: %s}\n", f.Tenant.TenantID(), f.KeyVaultClientID)
+		}
 	}
 	if c.SecretManager != nil {
-		fmt.Fprintf(&b, "  gcp:\n    type: gcp-secretmanager\n    project: %s\n    local: true\n    endpoint: http://%s\n", Project, c.SecretManager.Addr())
+		if f != nil {
+			fmt.Fprintf(&b, "  gcp:\n    type: gcp-secretmanager\n    project: %s\n    local: true\n    endpoint: https://%s\n    ca_file: %s\n",
+				Project, c.SecretManager.Addr(), f.CAFile)
+			fmt.Fprintf(&b, "    identity:\n      service_account: %s\n      aws: {audience: %q}\n      azure: {audience: %q, token_audience: %q}\n",
+				ReplicatorServiceAccount, GCPProviderAWS, GCPProviderAzure, GCPTokenAudienceFromAzure)
+		} else {
+			fmt.Fprintf(&b, "  gcp:\n    type: gcp-secretmanager\n    project: %s\n    local: true\n    endpoint: http://%s\n", Project, c.SecretManager.Addr())
+		}
 		if c.Notifier != nil {
 			fmt.Fprintf(&b, "    topics: [%s]\n", SecretTopic)
 		}
 	}
 	if c.VaultProxy != nil {
 		fmt.Fprintf(&b, "  vault:\n    type: vault-kv\n    address: %s\n    mount: secret\n    local: true\n", c.VaultProxy.URL)
+		if f != nil {
+			fmt.Fprintf(&b, "    identity:\n      role: %s\n", VaultRole)
+			for _, home := range []string{AWS, Azure, GCP} {
+				aud := VaultAudience
+				if home == Azure {
+					aud = VaultAudienceFromAzure
+				}
+				fmt.Fprintf(&b, "      %s: {mount: %s, audience: %q}\n", home, VaultMounts[home], aud)
+			}
+		}
 	}
 	fmt.Fprintf(&b, "  file:\n    type: file\n    path: %s\n", c.FileStoreDir())
 	return b.String()
@@ -329,9 +417,14 @@ func (c *Cloud) WriteConfig() (string, error) {
 }
 
 // Env is the environment the local stores' credential chains read. It holds only the emulators'
-// throwaway credentials.
+// throwaway credentials. In the federated cloud it is the operator's (this process, the CLI): the
+// Lambda's role keys, the tenant's managed identity, Vault's root token and Application Default
+// Credentials from the operator's metadata server; the functions get FunctionEnv instead.
 func (c *Cloud) Env() map[string]string {
 	env := map[string]string{}
+	if f := c.Federation; f != nil {
+		env["GCE_METADATA_HOST"], env["CLOUDSDK_CONFIG"], env["GOOGLE_APPLICATION_CREDENTIALS"] = f.Operator.Host(), c.operatorGcloudDir(), ""
+	}
 	if c.Moto != nil {
 		env["AWS_ACCESS_KEY_ID"] = moto.AccessKeyID
 		env["AWS_SECRET_ACCESS_KEY"] = moto.SecretAccessKey
@@ -344,6 +437,9 @@ func (c *Cloud) Env() map[string]string {
 		for k, v := range c.Issuer.ManagedIdentityEnv() {
 			env[k] = v
 		}
+		// By client ID: a process that uses several local clouds in turn must not get an earlier one's
+		// token from MSAL's process-wide cache.
+		env[stores.EnvLocalManagedIdentity] = c.Issuer.ClientID()
 	}
 	if c.Vault != nil {
 		env["VAULT_TOKEN"] = c.Vault.RootToken
@@ -415,6 +511,9 @@ func (c *Cloud) Logs() string {
 	}
 	if c.Vault != nil {
 		parts["vault"] = c.Vault.Logs
+	}
+	if f := c.Federation; f != nil {
+		parts["identity-google"], parts["identity-aws-outbound"] = f.Google.Logs, f.Outbound.Logs
 	}
 	names := make([]string, 0, len(parts))
 	for n := range parts {

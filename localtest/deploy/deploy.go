@@ -3,14 +3,22 @@
 // bootstrap under a local Runtime API; Key Vault's Event Grid events → the Azure custom handler under a
 // Functions host stand-in; Secret Manager notifications → the Pub/Sub emulator → a push subscription → the
 // GCP function served by the Functions Framework. The end-to-end tests and the demo use it.
+//
+// By default every function holds the local cloud's ambient credentials for every cloud (cloud.Env); with
+// Options.Federation on a federated cloud each holds its own cloud's identity only (cloud.FunctionEnv) and
+// reaches the other clouds and Vault through workload identity federation.
 package deploy
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,14 +36,16 @@ import (
 
 // Functions are the three running functions.
 type Functions struct {
-	c      *cloud.Cloud
-	Lambda *lambdart.Runtime
-	Azure  *funchost.Host
-	gcp    *exec.Cmd
-	gcpOut *syncBuffer
-	dir    string
+	c       *cloud.Cloud
+	Lambda  *lambdart.Runtime
+	Azure   *funchost.Host
+	gcp     *exec.Cmd
+	gcpOut  *syncBuffer
+	gcpPort int
+	dir     string
 
 	mu        sync.Mutex
+	pushes    int
 	awsEvents [][]byte
 	kvEvents  [][]byte
 	inflight  atomic.Int64 // Event Grid deliveries in progress
@@ -47,12 +57,30 @@ type Functions struct {
 var Packages = [3]string{"github.com/keyferry/keyferry/functions/aws", "github.com/keyferry/keyferry/functions/azure",
 	"github.com/keyferry/keyferry/functions/gcp/cmd/function"}
 
+// Options configure StartWith.
+type Options struct {
+	// Federation gives each function only its own cloud's identity (cloud.FunctionEnv): the AWS function
+	// the Lambda's execution role, the Azure function the managed identity, the GCP function the metadata
+	// server, each with KEYFERRY_HOME and the token services' endpoints, so that every other store is
+	// reached through workload identity federation. The cloud must run with cloud.Options.Federation.
+	// Without it every function gets the local cloud's ambient credentials for every cloud (cloud.Env).
+	Federation bool
+}
+
 // Start builds the functions (go build, cached), starts them with configYAML as their keyferry.yaml and
 // the local cloud's environment, and subscribes them to the cloud's events. The cloud must run the AWS,
 // Azure, GCP and Pub/Sub parts.
-func Start(ctx context.Context, c *cloud.Cloud, configYAML string) (_ *Functions, err error) {
+func Start(ctx context.Context, c *cloud.Cloud, configYAML string) (*Functions, error) {
+	return StartWith(ctx, c, configYAML, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, c *cloud.Cloud, configYAML string, opts Options) (_ *Functions, err error) {
 	if c.Trail == nil || c.KeyVault == nil || c.Notifier == nil {
 		return nil, errors.New("deploy: the local cloud needs its aws, azure, gcp and pubsub parts")
+	}
+	if opts.Federation && c.Federation == nil {
+		return nil, errors.New("deploy: Options.Federation needs a local cloud started with cloud.Options.Federation")
 	}
 	dir, err := os.MkdirTemp("", "keyferry-functions-")
 	if err != nil {
@@ -79,22 +107,33 @@ func Start(ctx context.Context, c *cloud.Cloud, configYAML string) (_ *Functions
 	if err := errors.Join(berr[:]...); err != nil {
 		return nil, err
 	}
-	env := c.Env()
-	env[dispatch.EnvConfigYAML] = configYAML
+	var envs [3]map[string]string
+	for i, home := range []string{cloud.AWS, cloud.Azure, cloud.GCP} {
+		if opts.Federation {
+			if envs[i], err = c.FunctionEnv(home); err != nil {
+				return nil, err
+			}
+		} else {
+			envs[i] = c.Env()
+		}
+		envs[i][dispatch.EnvConfigYAML] = configYAML
+	}
 
-	if f.Lambda, err = lambdart.Start(lambdart.Options{Binary: bins[0], Env: env}); err != nil {
+	if f.Lambda, err = lambdart.Start(lambdart.Options{Binary: bins[0], Env: envs[0]}); err != nil {
 		return nil, fmt.Errorf("deploy: the AWS function: %w", err)
 	}
-	if f.Azure, err = funchost.Start(ctx, bins[1], env); err != nil {
+	if f.Azure, err = funchost.Start(ctx, bins[1], envs[1]); err != nil {
 		return nil, fmt.Errorf("deploy: the Azure function: %w", err)
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
+	f.gcpPort = port
 	f.gcp = exec.Command(bins[2])
+	// The host's environment with the function's own on top (a variable set empty there is unset here).
 	f.gcp.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	for k, v := range env {
+	for k, v := range envs[2] {
 		f.gcp.Env = append(f.gcp.Env, k+"="+v)
 	}
 	f.gcp.Stdout, f.gcp.Stderr = f.gcpOut, f.gcpOut
@@ -164,6 +203,36 @@ func (f *Functions) Redeliver(ctx context.Context, aws, azure [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// PushToGCP delivers one Pub/Sub message (data, attributes) to the GCP function as the push subscription
+// does, synchronously, and returns the function's HTTP status (2xx: acknowledged). A message {"job":
+// "sweep"} is Cloud Scheduler's sweep.
+func (f *Functions) PushToGCP(ctx context.Context, data []byte, attributes map[string]string) (int, error) {
+	f.mu.Lock()
+	f.pushes++
+	id := strconv.Itoa(f.pushes)
+	f.mu.Unlock()
+	body, err := json.Marshal(map[string]any{
+		"message": map[string]any{"data": base64.StdEncoding.EncodeToString(data), "attributes": attributes,
+			"messageId": "local-push-" + id, "publishTime": time.Now().UTC().Format(time.RFC3339Nano)},
+		"subscription": "projects/" + cloud.Project + "/subscriptions/keyferry-function",
+	})
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(f.gcpPort), bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("pushing to the GCP function: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
 
 // Logs is every function's output.

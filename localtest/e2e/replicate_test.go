@@ -57,7 +57,21 @@ func start(ctx context.Context, t *testing.T) *rig { t.Helper(); return startWit
 
 func startWith(ctx context.Context, t *testing.T, rules string) *rig {
 	t.Helper()
-	c, err := cloud.Start(ctx, cloud.Options{Logf: t.Logf})
+	return startRig(ctx, t, rigOptions{rules: rules})
+}
+
+// rigOptions configure startRig.
+type rigOptions struct {
+	rules string
+	// federation starts the federated cloud and gives each function its own cloud's identity only.
+	federation bool
+	// extraStoresFor returns more `stores:` entries (YAML indented by two spaces), after the cloud's.
+	extraStoresFor func(*cloud.Cloud) string
+}
+
+func startRig(ctx context.Context, t *testing.T, o rigOptions) *rig {
+	t.Helper()
+	c, err := cloud.Start(ctx, cloud.Options{Logf: t.Logf, Federation: o.federation})
 	if err != nil {
 		t.Fatalf("local cloud: %v", err)
 	}
@@ -83,7 +97,11 @@ func startWith(ctx context.Context, t *testing.T, rules string) *rig {
 		Attributes: map[string]string{"RawMessageDelivery": "true"}}); err != nil {
 		t.Fatal(err)
 	}
-	y := c.Config() + rules + fmt.Sprintf("notify:\n  - {type: sns, topic: %q, local: true, endpoint: %q}\n", *topic.TopicArn, c.Moto.URL)
+	extra := ""
+	if o.extraStoresFor != nil {
+		extra = o.extraStoresFor(c)
+	}
+	y := c.Config() + extra + o.rules + fmt.Sprintf("notify:\n  - {type: sns, topic: %q, local: true, endpoint: %q}\n", *topic.TopicArn, c.Moto.URL)
 	cfg, err := config.Parse("keyferry.yaml", []byte(y))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, y)
@@ -91,7 +109,7 @@ func startWith(ctx context.Context, t *testing.T, rules string) *rig {
 	if r.stores, err = stores.OpenAll(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if r.fn, err = deploy.Start(ctx, c, y); err != nil {
+	if r.fn, err = deploy.StartWith(ctx, c, y, deploy.Options{Federation: o.federation}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.fn.Stop)

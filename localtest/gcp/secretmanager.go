@@ -3,6 +3,7 @@ package gcp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -34,8 +36,17 @@ type SecretManagerOptions struct {
 	// topics, the version), e.g. to publish Secret Manager notifications to Pub/Sub.
 	Interceptors []grpc.UnaryServerInterceptor
 	// Gateway also serves the REST API (grpc-gateway, /v1/...) on 127.0.0.1, in front of the gRPC server
-	// (so the fault layer sees REST calls too).
+	// (so the fault layer sees REST calls too). Not with TLS.
 	Gateway bool
+
+	// TLS, if set, makes the gRPC server speak TLS with this configuration (a certificate from a local
+	// CA), so that clients send their per-RPC credentials as they do to the service.
+	TLS *tls.Config
+	// Authenticate, if set, checks the bearer token of every call (the "authorization" metadata) after
+	// the fault layer and before the other interceptors, and returns the caller's principal (counted by
+	// Callers). A call without a token, or whose token it refuses, fails with UNAUTHENTICATED as at the
+	// service; the token never appears in the answer or the log.
+	Authenticate func(ctx context.Context, token string) (principal string, err error)
 }
 
 // SecretManager is a running Secret Manager emulator.
@@ -54,6 +65,10 @@ type SecretManager struct {
 
 	logs     syncBuffer
 	stopOnce sync.Once
+
+	mu      sync.Mutex
+	callers map[string]int64 // authenticated calls per principal
+	refused int64            // calls refused for their credentials
 }
 
 // StartSecretManager starts the emulator on a free 127.0.0.1 port. Stop it with Stop.
@@ -62,7 +77,10 @@ func StartSecretManager(opts SecretManagerOptions) (sm *SecretManager, err error
 	if layer == nil {
 		layer = fault.New(1, 1)
 	}
-	sm = &SecretManager{fault: layer}
+	if opts.Gateway && opts.TLS != nil {
+		return nil, errors.New("secret manager emulator: the REST gateway cannot front a TLS server")
+	}
+	sm = &SecretManager{fault: layer, callers: map[string]int64{}}
 	defer func() {
 		if err != nil {
 			sm.Stop()
@@ -86,9 +104,19 @@ func StartSecretManager(opts SecretManagerOptions) (sm *SecretManager, err error
 
 	// The front server: fault layer, caller's interceptors, then the extending forwarder.
 	serverOpts := layer.ServerOptions()
+	var chain []grpc.UnaryServerInterceptor
+	if opts.Authenticate != nil {
+		chain = append(chain, sm.authenticate(opts.Authenticate))
+	}
 	if len(opts.Interceptors) > 0 {
-		chain := append([]grpc.UnaryServerInterceptor{changeSlotInterceptor}, opts.Interceptors...)
+		chain = append(chain, changeSlotInterceptor)
+		chain = append(chain, opts.Interceptors...)
+	}
+	if len(chain) > 0 {
 		serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(chain...))
+	}
+	if opts.TLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	sm.srv = grpc.NewServer(serverOpts...)
 	secretmanagerpb.RegisterSecretManagerServiceServer(sm.srv, newFrontServer(secretmanagerpb.NewSecretManagerServiceClient(sm.innerConn)))
@@ -103,7 +131,7 @@ func StartSecretManager(opts SecretManagerOptions) (sm *SecretManager, err error
 			sm.logf("grpc server stopped: %v", err)
 		}
 	}()
-	sm.logf("secret manager emulator serving gRPC on %s", sm.addr)
+	sm.logf("secret manager emulator serving gRPC on %s (TLS %v, authenticated %v)", sm.addr, opts.TLS != nil, opts.Authenticate != nil)
 
 	if opts.Gateway {
 		h, err := gcpemulator.NewGatewayHandler(sm.addr)
@@ -194,6 +222,58 @@ func stopGRPC(s *grpc.Server) {
 
 func (sm *SecretManager) logf(format string, args ...any) {
 	sm.logs.WriteString(time.Now().UTC().Format(time.RFC3339Nano) + " " + fmt.Sprintf(format, args...) + "\n")
+}
+
+// The service's answers to calls without valid credentials.
+const (
+	msgMissingCredentials = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
+	msgInvalidCredentials = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+
+// authenticate is the interceptor of SecretManagerOptions.Authenticate.
+func (sm *SecretManager) authenticate(check func(context.Context, string) (string, error)) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		var token string
+		for _, v := range md.Get("authorization") {
+			if len(v) > 7 && strings.EqualFold(v[:7], "Bearer ") {
+				token = strings.TrimSpace(v[7:])
+			}
+		}
+		method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+		if token == "" {
+			sm.refuse(method, "no bearer token")
+			return nil, status.Error(codes.Unauthenticated, msgMissingCredentials)
+		}
+		principal, err := check(ctx, token)
+		if err != nil {
+			sm.refuse(method, err.Error())
+			return nil, status.Error(codes.Unauthenticated, msgInvalidCredentials)
+		}
+		sm.mu.Lock()
+		sm.callers[principal]++
+		sm.mu.Unlock()
+		return h(ctx, req)
+	}
+}
+
+func (sm *SecretManager) refuse(method, why string) {
+	sm.mu.Lock()
+	sm.refused++
+	sm.mu.Unlock()
+	sm.logf("%s refused: UNAUTHENTICATED (%s)", method, why)
+}
+
+// Callers returns how many calls each principal made (with SecretManagerOptions.Authenticate), and how
+// many calls were refused for their credentials.
+func (sm *SecretManager) Callers() (byPrincipal map[string]int64, refused int64) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	out := make(map[string]int64, len(sm.callers))
+	for k, v := range sm.callers {
+		out[k] = v
+	}
+	return out, sm.refused
 }
 
 // DenyToken refuses, with PERMISSION_DENIED as the service does for a caller lacking a permission, every

@@ -2,7 +2,9 @@ package gcp
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -15,14 +17,18 @@ import (
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+	"golang.org/x/oauth2"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/keyferry/keyferry/localtest/fault"
+	"github.com/keyferry/keyferry/localtest/oidc"
 )
 
 const proj = "projects/kf-emu"
@@ -397,5 +403,75 @@ func TestGatewayAndStop(t *testing.T) {
 			conn.Close()
 			t.Errorf("%s still accepts connections after Stop", a)
 		}
+	}
+}
+
+// TestTLSAndAuthenticate: with TLS and Authenticate, calls carry the client's per-RPC token as at the
+// service; a missing or refused token fails with UNAUTHENTICATED without echoing it; callers are counted
+// per principal; a plaintext client cannot connect.
+func TestTLSAndAuthenticate(t *testing.T) {
+	ca, err := oidc.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := ca.ServerTLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const good, bad = "ya29.good-token-of-the-replicator", "ya29.token-nobody-issued"
+	sm, err := StartSecretManager(SecretManagerOptions{TLS: tlsCfg, Authenticate: func(_ context.Context, tok string) (string, error) {
+		if tok == good {
+			return "replicator", nil
+		}
+		return "", errors.New("not a token this test issued")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sm.Stop)
+	client := func(auth ...option.ClientOption) *secretmanager.Client {
+		opts := append([]option.ClientOption{option.WithEndpoint(sm.Addr()),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.CertPool(), MinVersion: tls.VersionTLS12})))}, auth...)
+		c, err := secretmanager.NewClient(tctx(t), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	token := func(tok string) option.ClientOption {
+		return option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok, TokenType: "Bearer"}))
+	}
+	create(t, client(token(good)), "tls-ok", nil)
+	for _, tc := range []struct {
+		name string
+		c    *secretmanager.Client
+		msg  string
+	}{
+		{"a token nobody issued", client(token(bad)), "invalid authentication credentials"},
+		{"no token", client(option.WithoutAuthentication()), "missing required authentication credential"},
+	} {
+		_, err := tc.c.GetSecret(tctx(t), &secretmanagerpb.GetSecretRequest{Name: proj + "/secrets/tls-ok"})
+		wantCode(t, tc.name, err, codes.Unauthenticated)
+		if !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "ya29.") || strings.Contains(sm.Logs(), "ya29.") {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	plain, err := secretmanager.NewClient(tctx(t), sm.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	ctx, cancel := context.WithTimeout(tctx(t), 3*time.Second)
+	defer cancel()
+	if _, err := plain.GetSecret(ctx, &secretmanagerpb.GetSecretRequest{Name: proj + "/secrets/tls-ok"}); status.Code(err) != codes.Unavailable && status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a plaintext client: %v", err)
+	}
+	callers, refused := sm.Callers()
+	if callers["replicator"] != 1 || len(callers) != 1 || refused != 2 {
+		t.Errorf("callers %v, refused %d; want replicator:1 and 2 refused", callers, refused)
+	}
+	if _, err := StartSecretManager(SecretManagerOptions{TLS: tlsCfg, Gateway: true}); err == nil {
+		t.Error("a REST gateway in front of a TLS server was accepted")
 	}
 }

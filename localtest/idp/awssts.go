@@ -38,6 +38,15 @@ type AWSRole struct {
 // AWSSTSConfig configures the STS fake.
 type AWSSTSConfig struct {
 	Roles []AWSRole
+	// Sessions are credentials the fake accepts (GetCallerIdentity, GetWebIdentityToken, Authenticate)
+	// without having issued them, such as the session of a Lambda function's execution role, which AWS
+	// hands the function outside any call the fake sees. Each needs AccessKeyID, SecretAccessKey, RoleArn
+	// and AssumedRoleArn; Account defaults to the role's; a zero Expiration never expires.
+	Sessions []AWSSession
+	// OutboundIssuer, if set, is the account's IAM outbound identity federation issuer
+	// (iam:EnableOutboundWebIdentityFederation): GetWebIdentityToken signs its JWTs with it. Nil: the
+	// feature is disabled and GetWebIdentityToken answers OutboundWebIdentityFederationDisabledException.
+	OutboundIssuer *oidc.Issuer
 	// HTTPClient fetches the providers' discovery documents and JWKS (use the oidc CA's client for an
 	// HTTPS issuer). Default: a plain client.
 	HTTPClient *http.Client
@@ -54,6 +63,9 @@ type AWSSession struct {
 	RoleArn, AssumedRoleArn, AssumedRoleID     string
 	Account                                    string
 	Subject, Audience, Provider                string
+	// LambdaFunctionARN is set on a Lambda execution role's session (AWSSTSConfig.Sessions): outbound
+	// tokens then carry it as lambda_source_function_arn.
+	LambdaFunctionARN string
 }
 
 // AWSSTS is a fake of AWS STS (query protocol) that validates web identity tokens.
@@ -62,9 +74,9 @@ type AWSSTS struct {
 	counters
 	cfg       AWSSTSConfig
 	trust     *trust
+	mu        sync.Mutex
 	providers map[string][]string // issuer URL → client IDs
 	roles     map[string]*awsRole
-	mu        sync.Mutex
 	sessions  map[string]*AWSSession
 }
 
@@ -77,6 +89,7 @@ type awsRole struct {
 const (
 	OpAssumeRoleWithWebIdentity = "AssumeRoleWithWebIdentity"
 	OpGetCallerIdentity         = "GetCallerIdentity"
+	OpGetWebIdentityToken       = "GetWebIdentityToken"
 )
 
 var (
@@ -92,24 +105,48 @@ func NewAWSSTS(cfg AWSSTSConfig) (*AWSSTS, error) {
 	s := &AWSSTS{cfg: cfg, trust: newTrust(cfg.HTTPClient, cfg.Now), providers: map[string][]string{},
 		roles: map[string]*awsRole{}, sessions: map[string]*AWSSession{}}
 	for _, r := range cfg.Roles {
-		m := roleArnRE.FindStringSubmatch(r.RoleArn)
-		if m == nil {
-			return nil, fmt.Errorf("idp: role ARN %q is not arn:aws:iam::<12 digits>:role/<name>", r.RoleArn)
+		if err := s.AddRole(r); err != nil {
+			return nil, err
 		}
-		if r.Provider == "" {
-			return nil, fmt.Errorf("idp: role %s names no provider", r.RoleArn)
+	}
+	for _, x := range cfg.Sessions {
+		m := roleArnRE.FindStringSubmatch(x.RoleArn)
+		if x.AccessKeyID == "" || x.SecretAccessKey == "" || m == nil || x.AssumedRoleArn == "" {
+			return nil, fmt.Errorf("idp: session %q needs AccessKeyID, SecretAccessKey, a role ARN and AssumedRoleArn", x.AccessKeyID)
 		}
-		if r.MaxSessionDuration == 0 {
-			r.MaxSessionDuration = time.Hour
+		if x.Account == "" {
+			x.Account = m[1]
 		}
-		s.roles[r.RoleArn] = &awsRole{AWSRole: r, account: m[1], name: m[2], roleID: "AROA" + randString(upperAlnum, 17)}
-		ids := s.providers[r.Provider]
-		if r.Audience != "" && !slices.Contains(ids, r.Audience) {
-			ids = append(ids, r.Audience)
+		if x.AssumedRoleID == "" {
+			x.AssumedRoleID = "AROA" + randString(upperAlnum, 17) + ":" + x.AssumedRoleArn[strings.LastIndex(x.AssumedRoleArn, "/")+1:]
 		}
-		s.providers[r.Provider] = ids
+		s.sessions[x.AccessKeyID] = &x
 	}
 	return s, nil
+}
+
+// AddRole creates a role (as `aws iam create-role` with a web-identity trust policy would), or replaces
+// the role of the same ARN.
+func (s *AWSSTS) AddRole(r AWSRole) error {
+	m := roleArnRE.FindStringSubmatch(r.RoleArn)
+	if m == nil {
+		return fmt.Errorf("idp: role ARN %q is not arn:aws:iam::<12 digits>:role/<name>", r.RoleArn)
+	}
+	if r.Provider == "" {
+		return fmt.Errorf("idp: role %s names no provider", r.RoleArn)
+	}
+	if r.MaxSessionDuration == 0 {
+		r.MaxSessionDuration = time.Hour
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.roles[r.RoleArn] = &awsRole{AWSRole: r, account: m[1], name: m[2], roleID: "AROA" + randString(upperAlnum, 17)}
+	ids := s.providers[r.Provider]
+	if r.Audience != "" && !slices.Contains(ids, r.Audience) {
+		ids = append(ids, r.Audience)
+	}
+	s.providers[r.Provider] = ids
+	return nil
 }
 
 // StartAWSSTS serves the fake on 127.0.0.1 (HTTPS when cfg.TLS is set).
@@ -132,6 +169,20 @@ func (s *AWSSTS) Session(accessKeyID string) (AWSSession, bool) {
 		return *x, true
 	}
 	return AWSSession{}, false
+}
+
+// IssuedSecrets are the secret keys and session tokens of the sessions this fake issued or was given.
+func (s *AWSSTS) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, x := range s.sessions {
+		out = append(out, x.SecretAccessKey)
+		if x.SessionToken != "" {
+			out = append(out, x.SessionToken)
+		}
+	}
+	return out
 }
 
 // providerKey is how IAM names a provider in condition keys and ARNs: the URL without the scheme.
@@ -171,8 +222,10 @@ func writeXML(w http.ResponseWriter, status int, v any) {
 	_ = xml.NewEncoder(w).Encode(v)
 }
 
-func (s *AWSSTS) fail(w http.ResponseWriter, op string, e *awsError) {
-	s.refuse(op, e.code)
+func (s *AWSSTS) fail(w http.ResponseWriter, op string, e *awsError) { s.failFor(w, op, "", e) }
+
+func (s *AWSSTS) failFor(w http.ResponseWriter, op, key string, e *awsError) {
+	s.refuseFor(op, key, e.code)
 	var resp awsErrorResponse
 	resp.Xmlns = stsNS
 	resp.Error.Type = "Sender"
@@ -213,11 +266,13 @@ func (s *AWSSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.assumeRoleWithWebIdentity(w, r, params)
 	case OpGetCallerIdentity:
 		s.getCallerIdentity(w, r, body)
+	case OpGetWebIdentityToken:
+		s.getWebIdentityToken(w, r, body, params)
 	case "":
 		s.fail(w, "request", awsErr(400, "MissingAction", "Missing Action"))
 	default:
-		s.fail(w, action, awsErr(400, "InvalidAction", "Could not find operation %s for version 2011-06-15 (this fake implements %s and %s)",
-			action, OpAssumeRoleWithWebIdentity, OpGetCallerIdentity))
+		s.fail(w, action, awsErr(400, "InvalidAction", "Could not find operation %s for version 2011-06-15 (this fake implements %s, %s and %s)",
+			action, OpAssumeRoleWithWebIdentity, OpGetCallerIdentity, OpGetWebIdentityToken))
 	}
 }
 
@@ -250,7 +305,7 @@ const (
 func (s *AWSSTS) assumeRoleWithWebIdentity(w http.ResponseWriter, r *http.Request, p url.Values) {
 	sess, e := s.assume(r, p)
 	if e != nil {
-		s.fail(w, OpAssumeRoleWithWebIdentity, e)
+		s.failFor(w, OpAssumeRoleWithWebIdentity, p.Get("RoleArn"), e)
 		return
 	}
 	var resp assumeRoleResponse
@@ -264,7 +319,7 @@ func (s *AWSSTS) assumeRoleWithWebIdentity(w http.ResponseWriter, r *http.Reques
 	resp.Result.Audience = sess.Audience
 	resp.Result.Provider = sess.Provider
 	resp.RequestID = oidc.NewUUID()
-	s.accept(OpAssumeRoleWithWebIdentity)
+	s.acceptFor(OpAssumeRoleWithWebIdentity, sess.RoleArn)
 	writeXML(w, http.StatusOK, resp)
 }
 
@@ -298,7 +353,10 @@ func (s *AWSSTS) assume(r *http.Request, p url.Values) (*AWSSession, *awsError) 
 		return nil, awsErr(400, "InvalidIdentityToken", "%s (fake STS: %v)", notValidated, err)
 	}
 	iss, sub := claimString(mc, "iss"), claimString(mc, "sub")
+	s.mu.Lock()
 	clientIDs, ok := s.providers[iss]
+	role := s.roles[roleArn]
+	s.mu.Unlock()
 	if !ok {
 		return nil, awsErr(400, "InvalidIdentityToken", "No OpenIDConnect provider found in your account for %s (fake STS: trusted providers are %s)",
 			iss, strings.Join(s.providerList(), ", "))
@@ -325,7 +383,6 @@ func (s *AWSSTS) assume(r *http.Request, p url.Values) (*AWSSession, *awsError) 
 	}
 
 	// The role's trust policy.
-	role := s.roles[roleArn]
 	if role == nil {
 		return nil, awsErr(403, "AccessDenied", "%s (fake STS: there is no role %s)", notAuthorized, roleArn)
 	}
@@ -376,6 +433,8 @@ func (s *AWSSTS) assume(r *http.Request, p url.Values) (*AWSSession, *awsError) 
 }
 
 func (s *AWSSTS) providerList() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	l := make([]string, 0, len(s.providers))
 	for p := range s.providers {
 		l = append(l, p)
@@ -395,10 +454,10 @@ type callerIdentityResponse struct {
 	RequestID string `xml:"ResponseMetadata>RequestId"`
 }
 
-// getCallerIdentity answers for sessions this fake issued, after verifying the SigV4 signature with
-// the session's secret key.
+// getCallerIdentity answers for sessions this fake issued or was given, after verifying the SigV4
+// signature with the session's secret key.
 func (s *AWSSTS) getCallerIdentity(w http.ResponseWriter, r *http.Request, body []byte) {
-	sess, e := s.authenticate(r, body)
+	sess, e := s.authenticate(r, body, "sts")
 	if e != nil {
 		s.fail(w, OpGetCallerIdentity, e)
 		return
@@ -407,11 +466,34 @@ func (s *AWSSTS) getCallerIdentity(w http.ResponseWriter, r *http.Request, body 
 	resp.Xmlns = stsNS
 	resp.Result.Arn, resp.Result.UserID, resp.Result.Account = sess.AssumedRoleArn, sess.AssumedRoleID, sess.Account
 	resp.RequestID = oidc.NewUUID()
-	s.accept(OpGetCallerIdentity)
+	s.acceptFor(OpGetCallerIdentity, sess.AssumedRoleArn)
 	writeXML(w, http.StatusOK, resp)
 }
 
-func (s *AWSSTS) authenticate(r *http.Request, body []byte) (*AWSSession, *awsError) {
+// AWSAuthError is why Authenticate refused a request: what AWS answers (HTTP status, error code,
+// message). The message never holds a secret.
+type AWSAuthError struct {
+	Status        int
+	Code, Message string
+}
+
+func (e *AWSAuthError) Error() string { return e.Code + ": " + e.Message }
+
+// Authenticate checks a SigV4-signed request to any AWS service (body is its already-read body) the
+// way AWS does: the access key must belong to a session this fake issued or was given
+// (AWSSTSConfig.Sessions), X-Amz-Security-Token must be that session's token, the session must not
+// have expired, and the signature must verify with the session's secret key. Fronts of other AWS
+// emulators (which accept any key) use it to accept only federated or execution-role credentials.
+func (s *AWSSTS) Authenticate(r *http.Request, body []byte) (AWSSession, error) {
+	sess, e := s.authenticate(r, body, "")
+	if e != nil {
+		return AWSSession{}, &AWSAuthError{Status: e.status, Code: e.code, Message: e.message}
+	}
+	return *sess, nil
+}
+
+// authenticate verifies a signed request; service, if set, is the credential scope's required service.
+func (s *AWSSTS) authenticate(r *http.Request, body []byte, service string) (*AWSSession, *awsError) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return nil, awsErr(403, "MissingAuthenticationToken", "Request is missing Authentication Token")
@@ -424,21 +506,125 @@ func (s *AWSSTS) authenticate(r *http.Request, body []byte) (*AWSSession, *awsEr
 	sess := s.sessions[a.AccessKeyID]
 	s.mu.Unlock()
 	if sess == nil {
-		return nil, awsErr(403, "InvalidClientTokenId", "The security token included in the request is invalid. (fake STS: access key %s was not issued by this STS)", a.AccessKeyID)
+		return nil, awsErr(403, "InvalidClientTokenId", "The security token included in the request is invalid. (fake STS: access key %s was not issued by this STS)", maskKey(a.AccessKeyID))
 	}
 	if r.Header.Get("X-Amz-Security-Token") != sess.SessionToken {
-		return nil, awsErr(403, "InvalidClientTokenId", "The security token included in the request is invalid. (fake STS: X-Amz-Security-Token is not the session token of %s)", a.AccessKeyID)
+		return nil, awsErr(403, "InvalidClientTokenId", "The security token included in the request is invalid. (fake STS: X-Amz-Security-Token is not the session token of %s)", maskKey(a.AccessKeyID))
 	}
-	if !s.cfg.Now().Before(sess.Expiration) {
+	if !sess.Expiration.IsZero() && !s.cfg.Now().Before(sess.Expiration) {
 		return nil, awsErr(400, "ExpiredToken", "The security token included in the request is expired (fake STS: expired at %s)", sess.Expiration.UTC().Format(time.RFC3339))
 	}
-	if a.Service != "sts" {
-		return nil, awsErr(403, "SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'. (fake STS: scoped to %q)", a.Service)
+	if service != "" && a.Service != service {
+		return nil, awsErr(403, "SignatureDoesNotMatch", "Credential should be scoped to correct service: '%s'. (fake STS: scoped to %q)", service, a.Service)
 	}
 	if err := sigv4Verify(r, body, a, sess.SecretAccessKey, s.cfg.Now()); err != nil {
 		return nil, awsErr(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details. (fake STS: %v)", err)
 	}
 	return sess, nil
+}
+
+// maskKey shows an access key id's first and last four characters only.
+func maskKey(k string) string {
+	if len(k) <= 8 {
+		return "****"
+	}
+	return k[:4] + "…" + k[len(k)-4:]
+}
+
+type webIdentityTokenResponse struct {
+	XMLName xml.Name `xml:"GetWebIdentityTokenResponse"`
+	Xmlns   string   `xml:"xmlns,attr"`
+	Result  struct {
+		WebIdentityToken string `xml:"WebIdentityToken"`
+		Expiration       string `xml:"Expiration"`
+	} `xml:"GetWebIdentityTokenResult"`
+	RequestID string `xml:"ResponseMetadata>RequestId"`
+}
+
+// getWebIdentityToken is IAM outbound identity federation: a SigV4-signed caller gets a JWT signed by
+// the account's issuer, with sub = the caller's role ARN and the documented AWS claims.
+func (s *AWSSTS) getWebIdentityToken(w http.ResponseWriter, r *http.Request, body []byte, p url.Values) {
+	var auds []string
+	for i := 1; p.Has("Audience.member." + strconv.Itoa(i)); i++ {
+		auds = append(auds, p.Get("Audience.member."+strconv.Itoa(i)))
+	}
+	key := strings.Join(auds, ",")
+	tok, exp, e := s.webIdentityToken(r, body, p, auds)
+	if e != nil {
+		s.failFor(w, OpGetWebIdentityToken, key, e)
+		return
+	}
+	var resp webIdentityTokenResponse
+	resp.Xmlns = stsNS
+	resp.Result.WebIdentityToken, resp.Result.Expiration = tok, exp.UTC().Format(time.RFC3339)
+	resp.RequestID = oidc.NewUUID()
+	s.acceptFor(OpGetWebIdentityToken, key)
+	writeXML(w, http.StatusOK, resp)
+}
+
+func (s *AWSSTS) webIdentityToken(r *http.Request, body []byte, p url.Values, auds []string) (string, time.Time, *awsError) {
+	sess, e := s.authenticate(r, body, "sts")
+	if e != nil {
+		return "", time.Time{}, e
+	}
+	var problems []string
+	if len(auds) < 1 || len(auds) > 10 {
+		problems = append(problems, fmt.Sprintf("Value at 'audience' (%d items) failed to satisfy constraint: Member must have length between 1 and 10", len(auds)))
+	}
+	for _, a := range auds {
+		if n := len(a); n < 1 || n > 1000 {
+			problems = append(problems, fmt.Sprintf("Value at 'audience' (an item of length %d) failed to satisfy constraint: Member must have length between 1 and 1000", n))
+		}
+	}
+	switch alg := p.Get("SigningAlgorithm"); alg {
+	case "RS256":
+	case "ES384":
+		problems = append(problems, "SigningAlgorithm ES384 is not supported by this fake STS (it signs RS256 only)")
+	default:
+		problems = append(problems, fmt.Sprintf("Value '%s' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [RS256, ES384]", alg))
+	}
+	duration := 300 * time.Second
+	if d := p.Get("DurationSeconds"); d != "" {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 60 || n > 3600 {
+			problems = append(problems, fmt.Sprintf("Value '%s' at 'durationSeconds' failed to satisfy constraint: Member must have value between 60 and 3600", d))
+		}
+		duration = time.Duration(n) * time.Second
+	}
+	if len(problems) > 0 {
+		return "", time.Time{}, awsErr(400, "ValidationError", "%d validation error(s) detected: %s", len(problems), strings.Join(problems, "; "))
+	}
+	if s.cfg.OutboundIssuer == nil {
+		return "", time.Time{}, awsErr(403, "OutboundWebIdentityFederationDisabledException", "Outbound web identity federation is not enabled for account %s", sess.Account)
+	}
+	now := s.cfg.Now()
+	exp := now.Add(duration).Truncate(time.Second)
+	if !sess.Expiration.IsZero() && exp.After(sess.Expiration) {
+		return "", time.Time{}, awsErr(400, "SessionDurationEscalationException", "The requested token duration would extend the session beyond its expiration (fake STS: %s > %s)",
+			exp.UTC().Format(time.RFC3339), sess.Expiration.UTC().Format(time.RFC3339))
+	}
+	tags := map[string]string{}
+	for i := 1; p.Has("Tags.member." + strconv.Itoa(i) + ".Key"); i++ {
+		tags[p.Get("Tags.member."+strconv.Itoa(i)+".Key")] = p.Get("Tags.member." + strconv.Itoa(i) + ".Value")
+	}
+	a, _ := parseSigV4(r.Header.Get("Authorization"))
+	aws := map[string]any{"aws_account": sess.Account, "source_region": a.Region}
+	if sess.LambdaFunctionARN != "" {
+		aws["lambda_source_function_arn"] = sess.LambdaFunctionARN
+	}
+	if len(tags) > 0 {
+		aws["request_tags"] = tags
+	}
+	var aud any = auds
+	if len(auds) == 1 {
+		aud = auds[0]
+	}
+	tok, err := s.cfg.OutboundIssuer.Mint(map[string]any{"aud": aud, "sub": sess.RoleArn, "iat": now, "nbf": now, "exp": exp,
+		"jti": oidc.NewUUID(), "https://sts.amazonaws.com/": aws})
+	if err != nil {
+		return "", time.Time{}, awsErr(500, "InternalFailure", "could not sign the token")
+	}
+	return tok, exp, nil
 }
 
 // ParseAWSError extracts code and message from an STS ErrorResponse body (for tests and other fakes).

@@ -1,8 +1,13 @@
 package idp
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +17,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
@@ -275,4 +281,199 @@ func TestAWSSTSUnsupportedAction(t *testing.T) {
 		t.Fatalf("HTTP %d %s %v", status, body, err)
 	}
 	wantContains(t, "message", msg, "AssumeRole")
+}
+
+// lambdaSession is a Lambda execution role's session, given to the fake (AWS issues it outside any call).
+func lambdaSession() AWSSession {
+	return AWSSession{AccessKeyID: "ASIALAMBDAEXECROLE01", SecretAccessKey: "lambda-secret-" + strings.Repeat("k", 26),
+		SessionToken: "IQoJb3JpZ2luX2VjELAMBDA", RoleArn: "arn:aws:iam::" + testAccount + ":role/keyferry-lambda",
+		AssumedRoleArn:    "arn:aws:sts::" + testAccount + ":assumed-role/keyferry-lambda/keyferry",
+		LambdaFunctionARN: "arn:aws:lambda:us-east-1:" + testAccount + ":function:keyferry"}
+}
+
+func TestAWSSTSGetWebIdentityToken(t *testing.T) {
+	outbound := startIssuer(t, oidc.Options{})
+	lambda := lambdaSession()
+	fake := startSTS(t, AWSSTSConfig{OutboundIssuer: outbound, Sessions: []AWSSession{lambda}})
+	creds := credentials.NewStaticCredentialsProvider(lambda.AccessKeyID, lambda.SecretAccessKey, lambda.SessionToken)
+	const aud = "api://AzureADTokenExchange"
+	out, err := stsClient(fake, creds).GetWebIdentityToken(tctx(t), &sts.GetWebIdentityTokenInput{
+		Audience: []string{aud}, SigningAlgorithm: aws.String("RS256"), DurationSeconds: aws.Int32(300),
+		Tags: []types.Tag{{Key: aws.String("team"), Value: aws.String("secrets")}}})
+	if err != nil {
+		t.Fatalf("GetWebIdentityToken: %v", err)
+	}
+	if d := time.Until(aws.ToTime(out.Expiration)); d < 290*time.Second || d > 301*time.Second {
+		t.Errorf("Expiration in %v, want 300s", d)
+	}
+	claims, err := oidc.NewVerifier(outbound.Issuer(), []string{aud}).Verify(tctx(t), aws.ToString(out.WebIdentityToken))
+	if err != nil {
+		t.Fatalf("the token does not verify against the outbound issuer: %v", err)
+	}
+	if claims.Subject != lambda.RoleArn {
+		t.Errorf("sub %q, want the role ARN %q", claims.Subject, lambda.RoleArn)
+	}
+	awsClaims, _ := claims.Raw["https://sts.amazonaws.com/"].(map[string]any)
+	if awsClaims["aws_account"] != testAccount || awsClaims["source_region"] != "us-east-1" ||
+		awsClaims["lambda_source_function_arn"] != lambda.LambdaFunctionARN {
+		t.Errorf("AWS claims %v", awsClaims)
+	}
+	if tags, _ := awsClaims["request_tags"].(map[string]any); tags["team"] != "secrets" {
+		t.Errorf("request_tags %v", awsClaims["request_tags"])
+	}
+	if _, ok := claims.Raw["jti"].(string); !ok {
+		t.Error("no jti")
+	}
+	if ok, no := fake.CountsFor(OpGetWebIdentityToken, aud); ok != 1 || no != 0 {
+		t.Errorf("CountsFor(%s) = %d/%d, want 1/0", aud, ok, no)
+	}
+
+	// A session issued by AssumeRoleWithWebIdentity may call it too: sub is that role.
+	inbound := startIssuer(t, oidc.Options{})
+	if err := fake.AddRole(AWSRole{RoleArn: testRoleArn, Provider: inbound.Issuer(), Audience: testAudience}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := stsClient(fake, nil).AssumeRoleWithWebIdentity(tctx(t), &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(testRoleArn),
+		RoleSessionName: aws.String("s1"), WebIdentityToken: aws.String(mint(t, inbound, map[string]any{"aud": testAudience, "sub": "x"}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ar.Credentials
+	assumed := credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	out, err = stsClient(fake, assumed).GetWebIdentityToken(tctx(t), &sts.GetWebIdentityTokenInput{
+		Audience: []string{"vault"}, SigningAlgorithm: aws.String("RS256")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims, err := oidc.NewVerifier(outbound.Issuer(), []string{"vault"}).Verify(tctx(t), aws.ToString(out.WebIdentityToken)); err != nil || claims.Subject != testRoleArn {
+		t.Errorf("assumed session: %v %+v", err, claims)
+	}
+}
+
+func TestAWSSTSGetWebIdentityTokenRefusals(t *testing.T) {
+	outbound := startIssuer(t, oidc.Options{})
+	lambda := lambdaSession()
+	short := lambdaSession()
+	short.AccessKeyID, short.Expiration = "ASIASHORTLIVEDSESS01", time.Now().Add(2*time.Minute)
+	fake := startSTS(t, AWSSTSConfig{OutboundIssuer: outbound, Sessions: []AWSSession{lambda, short}})
+	disabled := startSTS(t, AWSSTSConfig{Sessions: []AWSSession{lambda}})
+	good := credentials.NewStaticCredentialsProvider(lambda.AccessKeyID, lambda.SecretAccessKey, lambda.SessionToken)
+	in := func(mod func(*sts.GetWebIdentityTokenInput)) *sts.GetWebIdentityTokenInput {
+		i := &sts.GetWebIdentityTokenInput{Audience: []string{"aud"}, SigningAlgorithm: aws.String("RS256")}
+		if mod != nil {
+			mod(i)
+		}
+		return i
+	}
+	for _, tc := range []struct {
+		name     string
+		fake     *AWSSTS
+		creds    aws.CredentialsProvider
+		input    *sts.GetWebIdentityTokenInput
+		code     string
+		mentions string
+	}{
+		{"federation disabled", disabled, good, in(nil), "OutboundWebIdentityFederationDisabledException", testAccount},
+		{"unsigned", fake, aws.AnonymousCredentials{}, in(nil), "MissingAuthenticationToken", "Authentication Token"},
+		{"unknown key", fake, credentials.NewStaticCredentialsProvider("ASIAUNKNOWNUNKNOWN12", lambda.SecretAccessKey, ""), in(nil), "InvalidClientTokenId", "was not issued"},
+		{"wrong secret", fake, credentials.NewStaticCredentialsProvider(lambda.AccessKeyID, "x"+lambda.SecretAccessKey[1:], lambda.SessionToken), in(nil), "SignatureDoesNotMatch", "does not match"},
+		{"duration too long", fake, good, in(func(i *sts.GetWebIdentityTokenInput) { i.DurationSeconds = aws.Int32(3601) }), "ValidationError", "between 60 and 3600"},
+		{"ES384", fake, good, in(func(i *sts.GetWebIdentityTokenInput) { i.SigningAlgorithm = aws.String("ES384") }), "ValidationError", "RS256 only"},
+		{"eleven audiences", fake, good, in(func(i *sts.GetWebIdentityTokenInput) { i.Audience = strings.Split("a b c d e f g h i j k", " ") }), "ValidationError", "between 1 and 10"},
+		{"outlives the session", fake, credentials.NewStaticCredentialsProvider(short.AccessKeyID, short.SecretAccessKey, short.SessionToken), in(nil), "SessionDurationEscalationException", "beyond its expiration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectOneRefusal(t, tc.fake, func() {
+				_, err := stsClient(tc.fake, tc.creds).GetWebIdentityToken(tctx(t), tc.input)
+				var api smithy.APIError
+				if !errors.As(err, &api) || api.ErrorCode() != tc.code {
+					t.Fatalf("GetWebIdentityToken: %v, want code %s", err, tc.code)
+				}
+				wantContains(t, "message", api.ErrorMessage(), tc.mentions)
+				if strings.Contains(api.ErrorMessage(), lambda.AccessKeyID) {
+					t.Error("the message shows the whole access key id")
+				}
+			})
+		})
+	}
+	if n := outbound.Issued(); n != 0 {
+		t.Errorf("%d tokens signed for refused requests", n)
+	}
+}
+
+// TestAWSSTSAuthenticate: a front of another AWS service accepts requests signed with a session the fake
+// issued or was given, and refuses other keys, wrong secrets and expired sessions with AWS's codes.
+func TestAWSSTSAuthenticate(t *testing.T) {
+	lambda := lambdaSession()
+	var skew atomic.Int64
+	fake := startSTS(t, AWSSTSConfig{Sessions: []AWSSession{lambda},
+		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	inbound := startIssuer(t, oidc.Options{})
+	if err := fake.AddRole(AWSRole{RoleArn: testRoleArn, Provider: inbound.Issuer(), Audience: testAudience}); err != nil {
+		t.Fatal(err)
+	}
+	ar, err := stsClient(fake, nil).AssumeRoleWithWebIdentity(tctx(t), &sts.AssumeRoleWithWebIdentityInput{RoleArn: aws.String(testRoleArn),
+		RoleSessionName: aws.String("keyferry-azure"), WebIdentityToken: aws.String(mint(t, inbound, map[string]any{"aud": testAudience, "sub": "x"}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The front: Secrets Manager's JSON protocol, answering ListSecrets for authenticated callers.
+	var caller atomic.Value
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sess, err := fake.Authenticate(r, body)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		var ae *AWSAuthError
+		if errors.As(err, &ae) {
+			w.WriteHeader(ae.Status)
+			_ = json.NewEncoder(w).Encode(map[string]string{"__type": ae.Code, "message": ae.Message})
+			return
+		}
+		caller.Store(sess.AssumedRoleArn)
+		_, _ = io.WriteString(w, `{"SecretList":[]}`)
+	}))
+	t.Cleanup(front.Close)
+	list := func(creds aws.CredentialsProvider) error {
+		c := secretsmanager.New(secretsmanager.Options{Region: "us-east-1", BaseEndpoint: aws.String(front.URL), Credentials: creds, RetryMaxAttempts: 1})
+		_, err := c.ListSecrets(tctx(t), &secretsmanager.ListSecretsInput{})
+		return err
+	}
+	c := ar.Credentials
+	for _, tc := range []struct {
+		name   string
+		creds  aws.CredentialsProvider
+		caller string
+	}{
+		{"the Lambda's execution role", credentials.NewStaticCredentialsProvider(lambda.AccessKeyID, lambda.SecretAccessKey, lambda.SessionToken), lambda.AssumedRoleArn},
+		{"a federated session", credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken)),
+			"arn:aws:sts::" + testAccount + ":assumed-role/keyferry-from-azure/keyferry-azure"},
+	} {
+		if err := list(tc.creds); err != nil || caller.Load() != tc.caller {
+			t.Errorf("%s: %v (caller %v)", tc.name, err, caller.Load())
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		creds aws.CredentialsProvider
+		code  string
+	}{
+		{"any other key", credentials.NewStaticCredentialsProvider("testing", "testing", ""), "InvalidClientTokenId"},
+		{"a wrong secret", credentials.NewStaticCredentialsProvider(lambda.AccessKeyID, "wrong", lambda.SessionToken), "SignatureDoesNotMatch"},
+		{"no session token", credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), ""), "InvalidClientTokenId"},
+		{"unsigned", aws.AnonymousCredentials{}, "MissingAuthenticationToken"},
+	} {
+		var api smithy.APIError
+		if err := list(tc.creds); !errors.As(err, &api) || api.ErrorCode() != tc.code {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.code)
+		}
+	}
+	skew.Store(int64(2 * time.Hour)) // the federated session has expired
+	var api smithy.APIError
+	if err := list(credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))); !errors.As(err, &api) || api.ErrorCode() != "ExpiredToken" {
+		t.Errorf("expired session: %v", err)
+	}
+	secrets := fake.IssuedSecrets()
+	if !slices.Contains(secrets, lambda.SecretAccessKey) || !slices.Contains(secrets, aws.ToString(c.SessionToken)) {
+		t.Error("IssuedSecrets misses a session's secrets")
+	}
 }

@@ -2,7 +2,9 @@
 // offline trust tests (moto's STS validates nothing):
 //
 //   - AWSSTS: sts:AssumeRoleWithWebIdentity (query protocol) against IAM OIDC providers and role trust
-//     conditions, and GetCallerIdentity (SigV4-verified) for the session credentials it issued.
+//     conditions, GetCallerIdentity (SigV4-verified) for the session credentials it issued or was given,
+//     and GetWebIdentityToken (IAM outbound identity federation: JWTs from the account's issuer). Its
+//     Authenticate checks any SigV4-signed request against those sessions.
 //   - Entra: the v2.0 token endpoint with client_credentials + a JWT client assertion, matched against
 //     federated identity credentials; access tokens are minted by a given oidc.Issuer.
 //   - GoogleSTS: sts.googleapis.com /v1/token (OIDC and AWS workload identity providers) and
@@ -16,7 +18,10 @@
 // nbf. Refusals use each service's real error format; the message starts with the real service's text
 // where known and adds what was presented and what was expected. Tokens never appear in messages.
 //
-// Each fake counts accepted and refused requests per operation (Accepted, Refused, Counts, RefusedWith).
+// Each fake counts accepted and refused requests per operation (Accepted, Refused, Counts, RefusedWith) and
+// per operation and subject (CountsFor), and can list the secrets it handed out (IssuedSecrets: access
+// tokens, session keys; the JWTs are listed by the oidc.Issuer that signed them), so that tests can check
+// that none leaks into a log.
 package idp
 
 import (
@@ -93,30 +98,68 @@ func plainClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 }
 
-// counters count accepted and refused requests per operation and refusals per error code.
+// counters count accepted and refused requests per operation, per operation and subject (the role,
+// audience, provider… a request was for: CountsFor), and refusals per error code.
 type counters struct {
 	accepted, refused atomic.Int64
 	mu                sync.Mutex
 	byOp              map[string]*[2]int64
+	byKey             map[[2]string]*[2]int64
 	byCode            map[string]int64
 }
 
-func (c *counters) accept(op string) {
+func (c *counters) accept(op string) { c.acceptFor(op, "") }
+
+// acceptFor counts an accepted request of op for key ("" counts the operation only).
+func (c *counters) acceptFor(op, key string) {
 	c.accepted.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.op(op)[0]++
+	if key != "" {
+		c.key(op, key)[0]++
+	}
 }
 
-func (c *counters) refuse(op, code string) {
+func (c *counters) refuse(op, code string) { c.refuseFor(op, "", code) }
+
+// refuseFor counts a refused request of op for key ("" counts the operation only).
+func (c *counters) refuseFor(op, key, code string) {
 	c.refused.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.op(op)[1]++
+	if key != "" {
+		c.key(op, key)[1]++
+	}
 	if c.byCode == nil {
 		c.byCode = map[string]int64{}
 	}
 	c.byCode[code]++
+}
+
+func (c *counters) key(op, key string) *[2]int64 {
+	if c.byKey == nil {
+		c.byKey = map[[2]string]*[2]int64{}
+	}
+	k := [2]string{op, key}
+	if c.byKey[k] == nil {
+		c.byKey[k] = new([2]int64)
+	}
+	return c.byKey[k]
+}
+
+// CountsFor returns the accepted and refused counts of one operation for one subject: the role ARN
+// (AssumeRoleWithWebIdentity), the audience (GetWebIdentityToken, the metadata server's identity), the
+// assumed-role ARN (GetCallerIdentity), the assertion's issuer (Entra token), the provider (Google STS
+// token) or the impersonating principal (generateAccessToken).
+func (c *counters) CountsFor(op, key string) (accepted, refused int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.byKey[[2]string{op, key}]; n != nil {
+		return n[0], n[1]
+	}
+	return 0, 0
 }
 
 func (c *counters) op(op string) *[2]int64 {

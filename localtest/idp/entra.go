@@ -184,13 +184,13 @@ func (e *Entra) errorBody(x *entraError) map[string]any {
 }
 
 func (e *Entra) serveToken(w http.ResponseWriter, r *http.Request) {
-	resp, x := e.token(r)
+	resp, iss, x := e.token(r)
 	if x != nil {
-		e.refuse(OpEntraToken, fmt.Sprintf("AADSTS%d", x.aadsts))
+		e.refuseFor(OpEntraToken, iss, fmt.Sprintf("AADSTS%d", x.aadsts))
 		writeJSON(w, x.status, e.errorBody(x))
 		return
 	}
-	e.accept(OpEntraToken)
+	e.acceptFor(OpEntraToken, iss)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -198,7 +198,13 @@ const jwtBearerAssertion = "urn:ietf:params:oauth:client-assertion-type:jwt-bear
 
 func entraTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
 
-func (e *Entra) token(r *http.Request) (map[string]any, *entraError) {
+// token answers a token request; iss is the client assertion's issuer (for CountsFor), when it has one.
+func (e *Entra) token(r *http.Request) (_ map[string]any, iss string, _ *entraError) {
+	resp, x := e.exchange(r, &iss)
+	return resp, iss, x
+}
+
+func (e *Entra) exchange(r *http.Request, assertionIssuer *string) (map[string]any, *entraError) {
 	r.Body = http.MaxBytesReader(nil, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
 		return nil, &entraError{400, "invalid_request", 900144, fmt.Sprintf("The request body must be a URL-encoded form: %v", err)}
@@ -244,6 +250,7 @@ func (e *Entra) token(r *http.Request) (map[string]any, *entraError) {
 		return nil, &entraError{401, "invalid_client", 50027, fmt.Sprintf("JWT token is invalid or malformed. (fake Entra: %v)", err)}
 	}
 	iss, sub, aud := claimString(mc, "iss"), claimString(mc, "sub"), claimAudience(mc)
+	*assertionIssuer = iss
 	var fic *FederatedCredential
 	for i := range app.fics {
 		c := &app.fics[i]

@@ -74,6 +74,9 @@ func TestEntraClientAssertionCredential(t *testing.T) {
 	if a, r := fake.Counts(OpEntraToken); a != 1 || r != 0 {
 		t.Errorf("counts %d/%d, want 1/0", a, r)
 	}
+	if a, r := fake.CountsFor(OpEntraToken, is.good.Issuer()); a != 1 || r != 0 {
+		t.Errorf("counts for the assertion's issuer %d/%d, want 1/0", a, r)
+	}
 
 	// A refusal reaches the caller through azidentity with Entra's AADSTS text.
 	wrong := entraCredential(t, fake, tenant, clientID, func(context.Context) (string, error) {

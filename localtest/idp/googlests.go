@@ -213,13 +213,25 @@ type oauthError struct{ code, desc string }
 
 func (g *GoogleSTS) serveToken(w http.ResponseWriter, r *http.Request) {
 	resp, e := g.exchange(r)
+	provider := strings.TrimPrefix(r.PostForm.Get("audience"), "https:")
 	if e != nil {
-		g.refuse(OpGoogleSTSToken, e.code)
+		g.refuseFor(OpGoogleSTSToken, provider, e.code)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": e.code, "error_description": e.desc})
 		return
 	}
-	g.accept(OpGoogleSTSToken)
+	g.acceptFor(OpGoogleSTSToken, provider)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// IssuedSecrets are the access tokens this fake issued (federated and impersonated).
+func (g *GoogleSTS) IssuedSecrets() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.tokens))
+	for t := range g.tokens {
+		out = append(out, t)
+	}
+	return out
 }
 
 func invalid(code, format string, args ...any) *oauthError {
@@ -470,9 +482,9 @@ type googleAPIError struct {
 }
 
 func (g *GoogleSTS) serveGenerateAccessToken(w http.ResponseWriter, r *http.Request) {
-	resp, e := g.generateAccessToken(r)
+	resp, principal, e := g.generateAccessToken(r)
 	if e != nil {
-		g.refuse(OpGenerateAccessToken, e.status)
+		g.refuseFor(OpGenerateAccessToken, principal, e.status)
 		body := googleError(e.code, e.status, e.message)
 		if e.reason != "" {
 			body["error"].(map[string]any)["details"] = []map[string]any{{
@@ -482,13 +494,20 @@ func (g *GoogleSTS) serveGenerateAccessToken(w http.ResponseWriter, r *http.Requ
 		writeJSON(w, e.code, body)
 		return
 	}
-	g.accept(OpGenerateAccessToken)
+	g.acceptFor(OpGenerateAccessToken, principal)
 	writeJSON(w, http.StatusOK, resp)
 }
 
 const permissionDenied = "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist)."
 
-func (g *GoogleSTS) generateAccessToken(r *http.Request) (map[string]any, *googleAPIError) {
+// generateAccessToken answers an impersonation request; principal is the federated principal that
+// asked (for CountsFor), when its token is known.
+func (g *GoogleSTS) generateAccessToken(r *http.Request) (_ map[string]any, principal string, _ *googleAPIError) {
+	resp, e := g.impersonate(r, &principal)
+	return resp, principal, e
+}
+
+func (g *GoogleSTS) impersonate(r *http.Request, principal *string) (map[string]any, *googleAPIError) {
 	rest := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/projects/"), ":generateAccessToken")
 	_, email, ok := strings.Cut(rest, "/serviceAccounts/")
 	if !ok || email == "" {
@@ -498,6 +517,9 @@ func (g *GoogleSTS) generateAccessToken(r *http.Request) (map[string]any, *googl
 	g.mu.Lock()
 	fed := g.tokens[tok]
 	g.mu.Unlock()
+	if fed != nil {
+		*principal = fed.Principal
+	}
 	const unauth = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
 	switch {
 	case tok == "":

@@ -120,6 +120,12 @@ func TestGoogleSTSOIDCWithExternalAccount(t *testing.T) {
 	if a, r := g.Counts(OpGenerateAccessToken); a != 1 || r != 0 {
 		t.Errorf("generateAccessToken counts %d/%d, want 1/0", a, r)
 	}
+	if a, _ := g.CountsFor(OpGoogleSTSToken, azureProvider); a != 2 {
+		t.Errorf("token counts for %s: %d, want 2", azureProvider, a)
+	}
+	if a, _ := g.CountsFor(OpGenerateAccessToken, "principal://iam.googleapis.com/"+gcpPool+"/subject/"+sub); a != 1 {
+		t.Errorf("generateAccessToken counts for the federated principal: %d, want 1", a)
+	}
 
 	// Impersonating an SA the principal is not bound to fails with IAM's 403.
 	ts, err = externalaccount.NewTokenSource(ctx, externalaccount.Config{Audience: azureProvider, SubjectTokenType: TokenTypeJWT,

@@ -107,6 +107,17 @@ func (m *Metadata) ValidAccessToken(token string) bool {
 	return ok && m.cfg.Now().Before(exp)
 }
 
+// IssuedSecrets are the access tokens /token issued (the ID tokens are listed by the issuer).
+func (m *Metadata) IssuedSecrets() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.tokens))
+	for t := range m.tokens {
+		out = append(out, t)
+	}
+	return out
+}
+
 func (m *Metadata) text(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Metadata-Flavor", "Google")
 	w.Header().Set("Content-Type", "application/text")
@@ -228,11 +239,11 @@ func (m *Metadata) identity(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := m.cfg.Issuer.Mint(claims)
 	if err != nil {
-		m.refuse(OpMetadataIdentity, "500")
+		m.refuseFor(OpMetadataIdentity, aud, "500")
 		m.text(w, http.StatusInternalServerError, "could not sign the identity token\n")
 		return
 	}
-	m.accept(OpMetadataIdentity)
+	m.acceptFor(OpMetadataIdentity, aud)
 	m.text(w, http.StatusOK, tok)
 }
 

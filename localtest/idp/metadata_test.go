@@ -92,6 +92,12 @@ func TestMetadataIdentityWithComputeMetadata(t *testing.T) {
 	if a, r := md.Counts(OpMetadataIdentity); a != 2 || r != 0 {
 		t.Errorf("identity counts %d/%d, want 2/0", a, r)
 	}
+	if a, _ := md.CountsFor(OpMetadataIdentity, "sts.amazonaws.com"); a != 2 {
+		t.Errorf("identity counts for sts.amazonaws.com: %d, want 2", a)
+	}
+	if a, _ := md.CountsFor(OpMetadataIdentity, "vault"); a != 0 {
+		t.Errorf("identity counts for another audience: %d, want 0", a)
+	}
 }
 
 func TestMetadataRefusals(t *testing.T) {

@@ -69,6 +69,10 @@ type Issuer struct {
 	issued  atomic.Int64
 	logs    *LogBuffer
 	jwksDoc []byte
+
+	mu     sync.Mutex
+	minted []string         // every token signed, for leak checks (MintedTokens)
+	byRes  map[string]int64 // managed-identity tokens issued, per resource
 }
 
 // Managed-identity endpoint path and the API version Azure App Service / Functions speak.
@@ -237,7 +241,25 @@ func (i *Issuer) Mint(claims map[string]any) (string, error) {
 		return "", fmt.Errorf("oidc issuer: sign: %w", err)
 	}
 	i.issued.Add(1)
+	i.mu.Lock()
+	i.minted = append(i.minted, s)
+	i.mu.Unlock()
 	return s, nil
+}
+
+// MintedTokens returns every token signed so far (by Mint and the managed-identity endpoint), so that a
+// test can check that none of them appears in logs or messages.
+func (i *Issuer) MintedTokens() []string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]string(nil), i.minted...)
+}
+
+// ManagedIdentityTokens is the number of tokens the managed-identity endpoint issued for resource.
+func (i *Issuer) ManagedIdentityTokens(resource string) int64 {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.byRes[resource]
 }
 
 // ManagedIdentityClaims are the claims of a token the managed-identity endpoint issues for resource:
@@ -306,6 +328,12 @@ func (i *Issuer) serveManagedIdentity(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"statusCode": 500, "message": "token signing failed"})
 		return
 	}
+	i.mu.Lock()
+	if i.byRes == nil {
+		i.byRes = map[string]int64{}
+	}
+	i.byRes[resource]++
+	i.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
 		"expires_on":   fmt.Sprint(exp.Unix()),

@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/keyferry/keyferry/localtest/oidc"
 )
 
 func TestBinaryFromEnvMissing(t *testing.T) {
@@ -142,5 +146,73 @@ func TestServer(t *testing.T) {
 	if resp, err := hc.Get(s.Addr + "/v1/sys/health"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("the server still answers on %s after Stop", s.Addr)
+	}
+}
+
+// TestJWTAuth: a jwt auth mount trusting a local HTTPS issuer logs in tokens that match a role's bound
+// audience and subject, with only the role's policy; other tokens are refused.
+func TestJWTAuth(t *testing.T) {
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Options{Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	iss, err := oidc.Start(oidc.Options{TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = iss.Close() })
+	if err := s.WritePolicy(ctx, "kv-only", `path "secret/*" { capabilities = ["create", "read", "update"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnableJWT(ctx, "jwt-test", JWTAuth{JWKSURL: iss.JWKSURL(), JWKSCAPEM: string(iss.CA().CertPEM()), BoundIssuer: iss.Issuer(),
+		Roles: map[string]JWTRole{"fn": {BoundAudiences: []string{"vault"}, BoundSubject: "fn-identity",
+			BoundClaims: map[string]any{"tid": "t1"}, Policies: []string{"kv-only"}, TTL: time.Minute}}}); err != nil {
+		t.Fatal(err)
+	}
+	login := func(claims map[string]any) (*api.Client, error) {
+		tok, err := iss.Mint(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := s.Client()
+		c.ClearToken()
+		sec, err := c.Logical().WriteWithContext(ctx, "auth/jwt-test/login", map[string]any{"role": "fn", "jwt": tok})
+		if err != nil {
+			return nil, err
+		}
+		c.SetToken(sec.Auth.ClientToken)
+		if sec.Auth.LeaseDuration != 60 {
+			t.Errorf("TTL %d, want 60", sec.Auth.LeaseDuration)
+		}
+		return c, nil
+	}
+	c, err := login(map[string]any{"aud": "vault", "sub": "fn-identity", "tid": "t1"})
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if _, err := c.KVv2("secret").Put(ctx, "jwt/a", map[string]any{"value": "v"}); err != nil {
+		t.Errorf("write under the policy: %v", err)
+	}
+	if _, err := c.Sys().ListPoliciesWithContext(ctx); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("listing policies (outside the policy): %v, want 403", err)
+	}
+	for name, claims := range map[string]map[string]any{
+		"wrong audience": {"aud": "other", "sub": "fn-identity", "tid": "t1"},
+		"wrong subject":  {"aud": "vault", "sub": "someone-else", "tid": "t1"},
+		"wrong claim":    {"aud": "vault", "sub": "fn-identity", "tid": "t2"},
+	} {
+		if _, err := login(claims); err == nil || !strings.Contains(err.Error(), "400") && !strings.Contains(err.Error(), "403") {
+			t.Errorf("%s: %v, want a refusal", name, err)
+		}
+	}
+	if err := s.EnableJWT(ctx, "jwt-none", JWTAuth{}); err == nil {
+		t.Error("EnableJWT without an issuer or roles was accepted")
 	}
 }
