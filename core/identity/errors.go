@@ -94,6 +94,12 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying SDK error (for errors.As on its typed errors).
 func (e *Error) Unwrap() error { return e.Err }
 
+// CredentialHint says what to fix (store.CredentialFailure): the peer's trust of this home, not the
+// store's permissions.
+func (e *Error) CredentialHint() string {
+	return "the " + e.Direction + " federation was refused: check that the peer trusts exactly the issuer, subject and audience presented (see infra/ and docs/deploy.md)"
+}
+
 var (
 	jwtRE    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
 	googleRE = regexp.MustCompile(`ya29\.[A-Za-z0-9._-]+`)

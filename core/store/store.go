@@ -162,24 +162,41 @@ func CheckName(s Store, op, name string) error {
 	return Annotate(s.Limits().CheckName(name), s.Name(), op, name)
 }
 
-// Annotate fills in the store, op and name of a *Error (or wraps another error as ErrUnavailable).
+// CredentialFailure is implemented by errors saying that the credentials for a store could not be
+// obtained at all (core/identity's federation errors): the fix is the trust between the clouds, not the
+// store's permissions. Annotate gives such errors the kind ErrPermissionDenied and the failure's own hint.
+type CredentialFailure interface {
+	error
+	// CredentialHint says what to fix.
+	CredentialHint() string
+}
+
+// Annotate fills in the store, op and name of a *Error (or wraps another error as ErrUnavailable). An
+// error caused by a CredentialFailure becomes ErrPermissionDenied with that failure's hint, whatever the
+// adapter made of the service's answer to it.
 func Annotate(err error, storeName, op, name string) error {
 	if err == nil {
 		return nil
 	}
+	var c Error
 	var se *Error
 	if errors.As(err, &se) {
-		c := *se
-		if c.Store == "" {
-			c.Store = storeName
-		}
-		if c.Op == "" {
-			c.Op = op
-		}
-		if c.Name == "" {
-			c.Name = name
-		}
-		return &c
+		c = *se
+	} else {
+		c = Error{Kind: ErrUnavailable, Err: err}
 	}
-	return &Error{Kind: ErrUnavailable, Store: storeName, Op: op, Name: name, Err: err}
+	if c.Store == "" {
+		c.Store = storeName
+	}
+	if c.Op == "" {
+		c.Op = op
+	}
+	if c.Name == "" {
+		c.Name = name
+	}
+	var cf CredentialFailure
+	if errors.As(err, &cf) {
+		c.Kind, c.Detail, c.Hint = ErrPermissionDenied, "no credentials", cf.CredentialHint()
+	}
+	return &c
 }
