@@ -32,6 +32,7 @@ import (
 	"github.com/keyferry/keyferry/localtest/cloud"
 	"github.com/keyferry/keyferry/localtest/funchost"
 	"github.com/keyferry/keyferry/localtest/lambdart"
+	"github.com/keyferry/keyferry/localtest/proc"
 )
 
 // Functions are the three running functions.
@@ -137,7 +138,7 @@ func StartWith(ctx context.Context, c *cloud.Cloud, configYAML string, opts Opti
 		f.gcp.Env = append(f.gcp.Env, k+"="+v)
 	}
 	f.gcp.Stdout, f.gcp.Stderr = f.gcpOut, f.gcpOut
-	f.gcp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	proc.Isolate(f.gcp)
 	if err := f.gcp.Start(); err != nil {
 		f.gcp = nil
 		return nil, fmt.Errorf("deploy: the GCP function: %w", err)

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keyferry/keyferry/localtest/proc"
 )
 
 // Host is a running custom handler.
@@ -50,7 +52,7 @@ func Start(ctx context.Context, binary string, env map[string]string) (*Host, er
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Stdout, cmd.Stderr = h.logs, h.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	proc.Isolate(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", binary, err)
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"google.golang.org/api/option"
+
+	"github.com/keyferry/keyferry/localtest/proc"
 )
 
 // PubSubProvider names what provides the Pub/Sub emulator, for error messages.
@@ -83,7 +85,7 @@ func startPubSubOnce(ctx context.Context, launcher string, timeout time.Duration
 	ps.cmd = exec.Command(launcher, "--host=127.0.0.1", "--port="+strconv.Itoa(port))
 	ps.cmd.Stdout = &ps.logs
 	ps.cmd.Stderr = &ps.logs
-	ps.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	proc.Isolate(ps.cmd)
 	if err := ps.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("pubsub emulator: start %s: %w", launcher, err)
 	}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keyferry/keyferry/localtest/proc"
 )
 
 // Outcome is the end of one invocation.
@@ -96,7 +98,7 @@ func Start(opts Options) (*Runtime, error) {
 		out = io.MultiWriter(r.logs, opts.Stdout)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	proc.Isolate(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = r.srv.Close()
 		return nil, fmt.Errorf("starting %s: %w", opts.Binary, err)

@@ -32,6 +32,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/keyferry/keyferry/localtest/proc"
 )
 
 // EnvPython names the environment variable holding the Python interpreter that has moto installed
@@ -165,7 +167,7 @@ func start(ctx context.Context, python string, extraEnv []string, timeout time.D
 	cmd.Dir = os.TempDir()
 	cmd.Stdout = logs
 	cmd.Stderr = logs
-	setProcessGroup(cmd)
+	proc.Isolate(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("moto: start %s: %w: run `%s`", python, err, MakeTarget)
 	}

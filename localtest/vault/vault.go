@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/keyferry/keyferry/localtest/proc"
 )
 
 // EnvBinary names the environment variable holding the path of the Vault dev server binary.
@@ -203,7 +205,7 @@ func start(ctx context.Context, bin, token string, extra []string, timeout time.
 	cmd.Dir = home
 	cmd.Stdout = logs
 	cmd.Stderr = logs
-	setProcessGroup(cmd)
+	proc.Isolate(cmd)
 	if err := cmd.Start(); err != nil {
 		_ = os.RemoveAll(home)
 		return nil, fmt.Errorf("vault dev server: start %s: %w", bin, err)
