@@ -80,6 +80,24 @@
 // and cannot undo what it did marks its lease expired, so the next run recovers at once. Release removes
 // the key and sets keyferry_rotated in one metadata write.
 //
+// # Many secrets at once, and throttling
+//
+// RotateDue rotates up to Options.Concurrency secrets at once (DefaultConcurrency): a rotation mostly waits
+// (the lease settle, the stores' answers), so several in flight keep the stores' quotas busy. When a store
+// still throttles a step after its own retries, the step — planning, landing the pending value in one
+// store, promoting one replica, deleting one sibling, each idempotent — waits the time the store asked for
+// (plus jitter, so throttled rotations spread out) and runs again, until the lease is within a minute of
+// expiring; only then does the rotation fail (and roll back or forward as above).
+//
+// # Promotion and the primary's change event
+//
+// Promoting the primary makes its store announce a change, and a replication run may copy the new value
+// to the replicas while the rotation promotes them. A replica that already holds the new version with
+// provenance is left as it is (a Secrets Manager replica then gets AWSPENDING moved off the unpromoted
+// pending version); where the store offers compare-and-swap (Vault, the file store) the promotion writes
+// only over the version it looked at, so the two never both write. Elsewhere both may write the same value
+// (one version more) — the replication engine would have to leave a secret with a promoting lease alone.
+//
 // # Secrets Manager's rotation protocol
 //
 // Step implements the four steps Secrets Manager sends a rotation function — createSecret, setSecret,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/keyferry/keyferry/core/store"
@@ -65,21 +66,34 @@ func (e *Engine) dueItem(p *policy, md store.Metadata, now time.Time) (Item, boo
 	return it, !it.DueAt.After(now)
 }
 
-// RotateDue rotates every secret Due lists, one after the other. A secret whose lease another run holds is
-// left to that run (not an error). It returns what each rotation did and the failures joined.
+// RotateDue rotates every secret Due lists, up to Options.Concurrency at a time. A secret whose lease
+// another run holds is left to that run (not an error). It returns what each rotation did, in Due's order,
+// and the failures joined.
 func (e *Engine) RotateDue(ctx context.Context) ([]Result, error) {
 	items, err := e.Due(ctx)
-	errs := []error{err}
-	var out []Result
-	for _, it := range items {
-		res, err := e.Rotate(ctx, it.Policy, it.Name)
-		if errors.Is(err, ErrLeaseHeld) {
+	results := make([]Result, len(items))
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, e.concurrency)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i], errs[i] = e.Rotate(ctx, it.Policy, it.Name)
+		}()
+	}
+	wg.Wait()
+	out := make([]Result, 0, len(items))
+	all := []error{err}
+	for i, it := range items {
+		if errors.Is(errs[i], ErrLeaseHeld) {
 			e.log.InfoContext(ctx, "rotation left to the run holding the lease", "policy", it.Policy, "store", it.Store,
-				"name", it.Name, "error", err.Error())
+				"name", it.Name, "error", errs[i].Error())
 			continue
 		}
-		out = append(out, res)
-		errs = append(errs, err)
+		out = append(out, results[i])
+		all = append(all, errs[i])
 	}
-	return out, errors.Join(errs...)
+	return out, errors.Join(all...)
 }

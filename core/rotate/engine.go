@@ -30,7 +30,14 @@ type Options struct {
 	// LeaseSettle is how long a run waits between writing its lease and reading it back (see the package
 	// documentation); 0 means one second, a negative value no wait.
 	LeaseSettle time.Duration
+	// Concurrency bounds how many secrets RotateDue rotates at once; 0 means DefaultConcurrency. Each
+	// rotation spends most of its time waiting (the lease settle, the stores' answers and their throttling
+	// back-offs), so rotating several at once keeps the stores' quotas busy instead of idle.
+	Concurrency int
 }
+
+// DefaultConcurrency is how many secrets RotateDue rotates at once unless Options.Concurrency says otherwise.
+const DefaultConcurrency = 32
 
 // DefaultLeaseTTL bounds a rotation's lease when the policy sets none.
 const DefaultLeaseTTL = 15 * time.Minute
@@ -45,6 +52,8 @@ type Engine struct {
 	log      *slog.Logger
 	audit    audit.Sink
 	settle   time.Duration
+	// concurrency bounds RotateDue's parallel rotations.
+	concurrency int
 
 	// generate makes a value (generate.Generate; tests count and break it).
 	generate func(generate.Spec) ([]byte, error)
@@ -75,6 +84,10 @@ func New(policies []Policy, stores map[string]store.Store, repl *replicate.Engin
 		settle: opts.LeaseSettle, generate: generate.Generate, newID: newLeaseID}
 	if e.settle == 0 {
 		e.settle = time.Second
+	}
+	e.concurrency = opts.Concurrency
+	if e.concurrency <= 0 {
+		e.concurrency = DefaultConcurrency
 	}
 	var errs []error
 	for _, p := range policies {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -40,7 +41,10 @@ func (e *Engine) newTarget(ctx context.Context, storeName, name string, primary 
 	}
 	t := &target{ref: replicate.Ref{Store: storeName, Name: name}, st: st, exists: primary}
 	t.staged, _ = st.(store.Staged)
-	if !primary {
+	// Only a store with stages needs to know now whether the replica exists (its pending value is a
+	// staged version of it, or a sibling when it does not exist yet); elsewhere the pending value is always
+	// a sibling, and promotion looks at the replica itself.
+	if !primary && t.staged != nil {
 		_, err := st.Describe(ctx, name)
 		switch {
 		case err == nil:
@@ -54,9 +58,17 @@ func (e *Engine) newTarget(ctx context.Context, storeName, name string, primary 
 	return t, nil
 }
 
-// plan lists the stores a rotation of p's secret writes: the primary first, then every replica the
+// plan lists the stores a rotation of p's secret writes (see planOnce), waiting out throttling until
+// the lease's patience runs out.
+func (e *Engine) plan(ctx context.Context, p *policy, name string, l *lease) ([]*target, error) {
+	var targets []*target
+	err := e.patient(ctx, l, func() (err error) { targets, err = e.planOnce(ctx, p, name); return err })
+	return targets, err
+}
+
+// planOnce lists the stores a rotation of p's secret writes: the primary first, then every replica the
 // replication rules keep of it, transitively (a replica's own replicas), each once.
-func (e *Engine) plan(ctx context.Context, p *policy, name string) ([]*target, error) {
+func (e *Engine) planOnce(ctx context.Context, p *policy, name string) ([]*target, error) {
 	prim, err := e.newTarget(ctx, p.Store, name, true)
 	if err != nil {
 		return nil, err
@@ -113,7 +125,7 @@ func (e *Engine) Rotate(ctx context.Context, policyName, secretName string) (Res
 	if !p.selects(secretName) {
 		return res, fmt.Errorf("rotation policy %s does not select %s/%s", p.Name, p.Store, secretName)
 	}
-	_, cur, err := e.readLease(ctx, p, secretName)
+	md, cur, err := e.readLease(ctx, p, secretName)
 	if err != nil {
 		return res, err
 	}
@@ -135,7 +147,7 @@ func (e *Engine) Rotate(ctx context.Context, policyName, secretName string) (Res
 		return e.fresh(ctx, p, secretName, l, res)
 	}
 	l := freshLease(e.newID(), now.Add(p.ttl))
-	if err := e.acquire(ctx, p, secretName, nil, l); err != nil {
+	if err := e.acquire(ctx, p, secretName, nil, l, &md); err != nil {
 		return res, err
 	}
 	return e.fresh(ctx, p, secretName, l, res)
@@ -146,7 +158,7 @@ func (e *Engine) Rotate(ctx context.Context, policyName, secretName string) (Res
 // rolled back, and the caller holds the returned lease.
 func (e *Engine) recoverLease(ctx context.Context, p *policy, name string, cur *lease, res Result) (l *lease, _ Result, finished bool, _ error) {
 	l = &lease{ID: e.newID(), Expiry: e.now().Add(p.ttl), Phase: cur.Phase, Pending: cur.Pending, Seed: cur.Seed}
-	if err := e.acquire(ctx, p, name, cur, l); err != nil {
+	if err := e.acquire(ctx, p, name, cur, l, nil); err != nil {
 		return nil, res, true, err
 	}
 	e.log.WarnContext(ctx, "recovering an interrupted rotation", "policy", p.Name, "store", p.Store, "name", name,
@@ -156,7 +168,7 @@ func (e *Engine) recoverLease(ctx context.Context, p *policy, name string, cur *
 		res, err := e.finish(ctx, p, name, l, nil, nil, res)
 		return l, res, true, err
 	}
-	targets, err := e.plan(ctx, p, name)
+	targets, err := e.plan(ctx, p, name, l)
 	if err == nil {
 		err = e.rollback(ctx, p, name, l, targets)
 	}
@@ -171,7 +183,7 @@ func (e *Engine) recoverLease(ctx context.Context, p *policy, name string, cur *
 
 // fresh runs a new rotation under lease l (phase pending).
 func (e *Engine) fresh(ctx context.Context, p *policy, name string, l *lease, res Result) (Result, error) {
-	targets, err := e.plan(ctx, p, name)
+	targets, err := e.plan(ctx, p, name, l)
 	if err != nil {
 		return res, e.abort(ctx, p, name, l, nil, err)
 	}
@@ -182,7 +194,7 @@ func (e *Engine) fresh(ctx context.Context, p *policy, name string, l *lease, re
 	val := store.Text(string(raw))
 	res.Generated = true
 	for _, t := range targets {
-		if err := e.landPending(ctx, p, name, l, t, val); err != nil {
+		if err := e.patient(ctx, l, func() error { return e.landPending(ctx, p, name, l, t, val) }); err != nil {
 			return res, e.abort(ctx, p, name, l, targets, scrub(fmt.Errorf("pending value in %s: %w", t.ref, err), val))
 		}
 	}
@@ -280,7 +292,7 @@ func (e *Engine) rollback(ctx context.Context, p *policy, name string, l *lease,
 			}
 		}
 		if t.sibling != "" {
-			if err := t.st.Delete(ctx, t.sibling, store.DeleteOptions{Force: true}); err != nil && !gone(err) {
+			if err := e.patient(ctx, l, func() error { return deleteSibling(ctx, t) }); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", replicate.Ref{Store: t.ref.Store, Name: t.sibling}, err))
 			}
 		}
@@ -322,6 +334,51 @@ func (e *Engine) unstage(ctx context.Context, t *target, pending string) error {
 	return t.staged.MoveStage(ctx, t.ref.Name, stagePending, md.Version)
 }
 
+// deleteSibling removes a target's pending sibling (nothing to do when it is gone already).
+func deleteSibling(ctx context.Context, t *target) error {
+	if err := t.st.Delete(ctx, t.sibling, store.DeleteOptions{Force: true}); err != nil && !gone(err) {
+		return err
+	}
+	return nil
+}
+
+// patienceMargin is how long before its lease expires a rotation stops waiting out throttling, and
+// maxThrottledTries bounds the tries of one step.
+const (
+	patienceMargin    = time.Minute
+	maxThrottledTries = 30
+)
+
+// patient runs an idempotent step, and again while a store throttles it (the store's own retries are
+// spent), after the wait the store asked for (a second when it names none) plus up to half again at
+// random, so that the rotations throttled together spread out. It gives up when a wait would end within
+// patienceMargin of the lease's expiry (the lease must outlive the step), after maxThrottledTries tries,
+// or when ctx ends, returning the throttling error.
+func (e *Engine) patient(ctx context.Context, l *lease, step func() error) error {
+	for try := 1; ; try++ {
+		err := step()
+		if !errors.Is(err, store.ErrThrottled) || try >= maxThrottledTries {
+			return err
+		}
+		wait := time.Second
+		var se *store.Error
+		if errors.As(err, &se) && se.RetryAfter > 0 {
+			wait = se.RetryAfter
+		}
+		wait += rand.N(wait/2 + 1)
+		if l != nil && e.now().Add(wait).After(l.Expiry.Add(-patienceMargin)) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
 func gone(err error) bool {
 	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrSoftDeleted)
 }
@@ -331,7 +388,7 @@ func gone(err error) bool {
 func (e *Engine) finish(ctx context.Context, p *policy, name string, l *lease, targets []*target, val *store.Value, res Result) (Result, error) {
 	var err error
 	if targets == nil {
-		targets, err = e.plan(ctx, p, name)
+		targets, err = e.plan(ctx, p, name, l)
 	}
 	var version string
 	if err == nil {
@@ -367,17 +424,16 @@ func (e *Engine) finish(ctx context.Context, p *policy, name string, l *lease, t
 // that finishes an interrupted promotion repeats nothing. It returns the primary's new version.
 func (e *Engine) promote(ctx context.Context, p *policy, name string, l *lease, targets []*target, val *store.Value, res *Result) (string, error) {
 	prim := targets[0]
-	md, err := prim.st.Describe(ctx, name)
-	if err != nil {
-		return "", err
-	}
 	if prim.staged != nil {
-		if md.Version != l.Pending {
-			if err := prim.staged.MoveStage(ctx, name, stageCurrent, l.Pending); err != nil {
-				return "", fmt.Errorf("promote %s: %w", prim.ref, err)
-			}
+		// MoveStage leaves a stage already on the version alone.
+		if err := prim.staged.MoveStage(ctx, name, stageCurrent, l.Pending); err != nil {
+			return "", fmt.Errorf("promote %s: %w", prim.ref, err)
 		}
 	} else {
+		md, err := prim.st.Describe(ctx, name)
+		if err != nil {
+			return "", err
+		}
 		pending := val
 		if pending == nil {
 			sib, err := prim.st.Get(ctx, prim.sibling)
@@ -397,9 +453,12 @@ func (e *Engine) promote(ctx context.Context, p *policy, name string, l *lease, 
 			}
 		}
 		if pending != nil {
-			tags := map[string]string{}
-			if prim.st.Limits().MetadataPerVersion {
-				tags = maps.Clone(md.Tags) // the new version carries exactly these: keep them, and the lease
+			// The whole tag set, not just the lease: where tags belong to each version (Key Vault) the new
+			// version carries exactly these, and some stores replace the tag set on a write (Secret
+			// Manager's labels, Vault's custom metadata), so the user's tags must go along.
+			tags := maps.Clone(md.Tags)
+			if tags == nil {
+				tags = map[string]string{}
 			}
 			enc, err := l.encode(prim.st.Limits())
 			if err != nil {
@@ -423,7 +482,8 @@ func (e *Engine) promote(ctx context.Context, p *policy, name string, l *lease, 
 	res.Version = version
 	origin := store.Provenance{SourceStore: p.Store, SourceName: name, SourceVersion: version, Written: written.UTC()}
 	for _, t := range targets[1:] {
-		ref, err := e.promoteReplica(ctx, t, l, cur.Value, origin)
+		var ref replicate.Ref
+		err := e.patient(ctx, l, func() (err error) { ref, err = e.promoteReplica(ctx, t, l, cur.Value, origin); return err })
 		if err != nil {
 			return version, fmt.Errorf("promote %s: %w", t.ref, err)
 		}
@@ -436,7 +496,7 @@ func (e *Engine) promote(ctx context.Context, p *policy, name string, l *lease, 
 		if t.pendingInStage() || t.sibling == "" {
 			continue
 		}
-		if err := t.st.Delete(ctx, t.sibling, store.DeleteOptions{Force: true}); err != nil && !gone(err) {
+		if err := e.patient(ctx, l, func() error { return deleteSibling(ctx, t) }); err != nil {
 			return version, fmt.Errorf("delete the pending sibling %s/%s: %w", t.ref.Store, t.sibling, err)
 		}
 	}
@@ -457,6 +517,14 @@ func (e *Engine) promoteReplica(ctx context.Context, t *target, l *lease, val st
 	switch {
 	case exists && promoted(md, origin):
 		ref.Version = md.Version
+		if t.pendingInStage() && md.Version != l.Pending {
+			// Someone else copied the new value here first (a replication run racing this promotion,
+			// set off by the primary's change event): the pending version is never promoted, so it must
+			// not keep AWSPENDING, which would look like a rotation in progress.
+			if err := e.unstage(ctx, t, l.Pending); err != nil {
+				return ref, err
+			}
+		}
 		return ref, nil
 	case err != nil && !gone(err):
 		return ref, err
@@ -498,7 +566,29 @@ func (e *Engine) promoteReplica(ctx context.Context, t *target, l *lease, val st
 	if exists && t.st.Limits().MetadataPerVersion {
 		tags = md.Tags // the new version carries exactly these
 	}
-	out, err := t.st.Put(ctx, t.ref.Name, val, store.PutOptions{Tags: tags, Provenance: &prov})
+	opts := store.PutOptions{Tags: tags, Provenance: &prov}
+	if cas, ok := t.st.(store.CompareAndSwapper); ok {
+		// Write only over what was just looked at, so that a replication run copying the same value in
+		// between (set off by the primary's change event) does not make this a second new version.
+		expect := ""
+		if exists {
+			expect = md.Version
+		}
+		out, err := cas.PutIf(ctx, t.ref.Name, val, opts, expect)
+		if err == nil {
+			ref.Version = out.Version
+			return ref, nil
+		}
+		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrAlreadyExists) {
+			return ref, err
+		}
+		if md, err := t.st.Describe(ctx, t.ref.Name); err == nil && promoted(md, origin) {
+			ref.Version = md.Version
+			return ref, nil
+		}
+		// Another value landed meanwhile: the promotion overwrites it, as below.
+	}
+	out, err := t.st.Put(ctx, t.ref.Name, val, opts)
 	if err != nil {
 		return ref, err
 	}

@@ -248,9 +248,21 @@ func (e *Engine) heldErr(p *policy, name string, l *lease) error {
 }
 
 // acquire writes l as the secret's lease and confirms it. prev is the expired lease being taken over
-// (nil for a fresh rotation); a different lease found in its place stops the run.
-func (e *Engine) acquire(ctx context.Context, p *policy, name string, prev, l *lease) error {
-	md, cur, err := e.readLease(ctx, p, name)
+// (nil for a fresh rotation); a different lease found in its place stops the run. read is the primary's
+// metadata when the caller has just read it (nil: read it now).
+func (e *Engine) acquire(ctx context.Context, p *policy, name string, prev, l *lease, read *store.Metadata) error {
+	var md store.Metadata
+	var cur *lease
+	var err error
+	if read != nil {
+		md = *read
+		var st state
+		if st, err = stateOf(md); err == nil {
+			cur = st.lease
+		}
+	} else {
+		md, cur, err = e.readLease(ctx, p, name)
+	}
 	if err != nil {
 		return err
 	}

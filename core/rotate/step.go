@@ -47,12 +47,12 @@ func (e *Engine) Step(ctx context.Context, step, secretID, clientRequestToken st
 		if err != nil {
 			return err
 		}
-		targets, err := e.plan(ctx, p, name)
+		targets, err := e.plan(ctx, p, name, l)
 		if err != nil {
 			return err
 		}
 		for _, t := range targets[1:] {
-			if err := e.landPending(ctx, p, name, l, t, val); err != nil {
+			if err := e.patient(ctx, l, func() error { return e.landPending(ctx, p, name, l, t, val) }); err != nil {
 				return scrub(fmt.Errorf("setSecret %s/%s: pending value in %s: %w", p.Store, name, t.ref, err), val)
 			}
 		}
@@ -95,7 +95,7 @@ func (e *Engine) stepCreate(ctx context.Context, p *policy, name, token string) 
 	if cur != nil && cur.ID == token {
 		l.Phase = cur.Phase // a repeated step
 	}
-	if err := e.acquire(ctx, p, name, nil, l); err != nil {
+	if err := e.acquire(ctx, p, name, nil, l, nil); err != nil {
 		return err
 	}
 	vs, ok := e.stores[p.Store].(store.Versioned)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -20,6 +21,8 @@ import (
 type Notifier struct {
 	client *pubsub.Client
 	logf   func(string, ...any)
+
+	front atomic.Pointer[frontServer] // the Secret Manager served, learnt from the first intercepted call
 
 	mu   sync.Mutex
 	pubs map[string]*pubsub.Publisher
@@ -47,6 +50,7 @@ var eventTypes = map[string]string{
 
 // Interceptor publishes a notification after each successful mutating call on a secret with topics.
 func (n *Notifier) Interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	n.observe(info) // the Secret Manager whose rotation schedules PublishRotations runs
 	resp, err := h(ctx, req)
 	c := ChangeFrom(ctx)
 	if err != nil || c == nil || c.Secret == nil || len(c.Secret.GetTopics()) == 0 {
