@@ -25,6 +25,9 @@ func TestAnnotateCredentialFailure(t *testing.T) {
 		if !errors.As(err, &se) || !errors.Is(err, ErrPermissionDenied) || se.Hint != "fix the trust" || se.Store != "aws" {
 			t.Errorf("Annotate(%v) = %v", in, err)
 		}
+		if se.Detail != "no credentials: azure → aws: refused" {
+			t.Errorf("detail %q does not carry the failure's own message", se.Detail)
+		}
 		if strings.Count(err.Error(), "grant") != 0 {
 			t.Errorf("the permission hint survived: %v", err)
 		}

@@ -196,7 +196,7 @@ func Annotate(err error, storeName, op, name string) error {
 	}
 	var cf CredentialFailure
 	if errors.As(err, &cf) {
-		c.Kind, c.Detail, c.Hint = ErrPermissionDenied, "no credentials", cf.CredentialHint()
+		c.Kind, c.Detail, c.Hint = ErrPermissionDenied, "no credentials: "+cf.Error(), cf.CredentialHint()
 	}
 	return &c
 }
