@@ -15,6 +15,7 @@ import (
 	"github.com/keyferry/keyferry/core/config"
 	"github.com/keyferry/keyferry/core/notify"
 	"github.com/keyferry/keyferry/core/replicate"
+	"github.com/keyferry/keyferry/core/rotate"
 	"github.com/keyferry/keyferry/core/stores"
 )
 
@@ -43,7 +44,7 @@ func engineFor(ctx context.Context, file string, stderr io.Writer, logs io.Write
 		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return nil, nil, false
 	}
-	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: logger, Audit: audit.NewJSONSink(logs), Notifier: notifier})
+	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: logger, Audit: audit.NewJSONSink(logs), Notifier: notifier, Hold: rotate.Hold})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return nil, nil, false

@@ -38,7 +38,7 @@ func rotatorFor(ctx context.Context, file string, stderr, logs io.Writer) (*conf
 		logs = io.Discard
 	}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	repl, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: logger, Audit: audit.NewJSONSink(logs)})
+	repl, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: logger, Audit: audit.NewJSONSink(logs), Hold: rotate.Hold})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return nil, nil, nil, false

@@ -52,7 +52,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (Core, error) {
 		}
 		opts.Notifier = n
 	}
-	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: opts.Logger, Audit: opts.Audit, Notifier: opts.Notifier})
+	eng, err := replicate.New(cfg.Replicate, sts, replicate.Options{Logger: opts.Logger, Audit: opts.Audit, Notifier: opts.Notifier, Hold: rotate.Hold})
 	if err != nil {
 		return nil, fmt.Errorf("replication rules: %w", err)
 	}
@@ -187,8 +187,11 @@ func (c *core) rotateOne(ctx context.Context, ch event.Change) (Report, error) {
 	}
 	for _, st := range Resolve(c.cfg, ch) {
 		if pol, ok := c.rotator.PolicyFor(st, ch.Name); ok {
-			res, err := c.rotator.Rotate(ctx, pol, ch.Name)
+			res, err := c.rotator.RotateRequested(ctx, pol, ch.Name, ch.Time)
 			sum := fmt.Sprintf("%s: policy %s: rotated=%v", ch.String(), pol, res.Rotated)
+			if res.Skipped != "" {
+				sum += " (" + res.Skipped + ")"
+			}
 			if res.Recovered != "" {
 				sum += " (" + res.Recovered + " an interrupted rotation)"
 			}

@@ -124,7 +124,7 @@ func (e *Engine) applyUnit(ctx context.Context, u *unit, res *Result) {
 		}
 		e.planUnit(ctx, u, true)
 	}
-	if !u.failed && !u.missing && u.only == nil && !e.covered(u) {
+	if !u.failed && !u.missing && u.only == nil && u.held == "" && !e.covered(u) {
 		u.markErr = e.mark(ctx, u, res)
 	}
 }
@@ -207,6 +207,9 @@ func (e *Engine) applyItem(ctx context.Context, it *Item, res *Result) error {
 	return nil
 }
 
+// errMoved: the source changed between replication and its mark.
+var errMoved = errors.New("the source moved on")
+
 // mark records on the source that this version is replicated under the current rules, so sweeps can
 // skip it without looking at any target. Stores without MetadataUpdater are never marked (and are
 // always planned).
@@ -230,8 +233,26 @@ func (e *Engine) mark(ctx context.Context, u *unit, res *Result) error {
 		if marker {
 			return sm.MarkSynced(ctx, u.name, want)
 		}
-		return mu.UpdateMetadata(ctx, u.name, u.meta.Tags, &p)
+		// UpdateMetadata replaces the tags: read them again rather than write back the ones read when
+		// planning, which may be stale by now (a rotation's lease or its last-rotated time, a user's edit).
+		atomic.AddInt64(&res.Calls, 1)
+		cur, err := e.stores[u.store].Describe(ctx, u.name)
+		if err != nil {
+			return err
+		}
+		if cur.Version != u.meta.Version {
+			return errMoved // a newer version is for its own event or the next sweep
+		}
+		p := store.Provenance{}
+		if cur.Provenance != nil {
+			p = *cur.Provenance
+		}
+		p.Synced = want
+		return mu.UpdateMetadata(ctx, u.name, cur.Tags, &p)
 	})
+	if errors.Is(err, errMoved) {
+		return nil
+	}
 	if err != nil {
 		// Not a failure of replication: the next sweep plans this source again.
 		e.log.WarnContext(ctx, "cannot mark the source as replicated", "source", Ref{u.store, u.name, u.meta.Version}.String(),

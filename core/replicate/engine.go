@@ -49,6 +49,10 @@ type Options struct {
 	MaxConcurrency int              // sweep ceiling per store; 0: 32
 	// MaxAttempts bounds how often a sweep retries a secret that failed with a transient error; 0: 12.
 	MaxAttempts int
+	// Hold, when set, is asked about every source before it is planned: a non-empty answer (why) leaves
+	// the source alone this time — nothing copied, no mark. Rotation uses it so that replication does not
+	// copy a value the rotation is still promoting in every store (rotate.Hold).
+	Hold func(md store.Metadata) string
 }
 
 // ErrRetryable marks results whose failures were transient (throttling, unreachable stores): running the

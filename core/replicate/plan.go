@@ -136,6 +136,8 @@ type unit struct {
 	// changed, and only that replica is this unit's business (the source's own event or sweep handles
 	// its other targets, so two functions never race for them). A partial unit is never marked.
 	only *Ref
+	// held says why Options.Hold left the source alone ("" when it did not).
+	held string
 }
 
 // Scope narrows planning. The zero value is everything.
@@ -310,6 +312,13 @@ func (e *Engine) planUnit(ctx context.Context, u *unit, withValues bool) {
 	u.items = nil
 	u.failed = false
 	u.markErr = nil
+	u.held = ""
+	if e.opts.Hold != nil && !u.missing {
+		if u.held = e.opts.Hold(u.meta); u.held != "" {
+			e.log.InfoContext(ctx, "source left alone for now", "source", Ref{u.store, u.name, u.meta.Version}.String(), "reason", u.held)
+			return
+		}
+	}
 	origin := originOf(u.store, u.meta)
 	for _, r := range u.rules {
 		for ti, t := range r.To {

@@ -684,3 +684,84 @@ func TestReplicaMidWriteIsNotCopied(t *testing.T) {
 		t.Fatalf("c holds %q after a foreign write to b", got)
 	}
 }
+
+// TestHoldLeavesSourceAlone: a source Options.Hold names is neither copied nor marked; once released, the
+// next Sync copies it.
+func TestHoldLeavesSourceAlone(t *testing.T) {
+	f := newFixture(t, []Rule{mkRule("r", "a", "b")}, "a", "b")
+	held := "a rotation is promoting it"
+	f.eng.opts.Hold = func(md store.Metadata) string {
+		if md.Name == "db" {
+			return held
+		}
+		return ""
+	}
+	f.write("a", "db", "v1")
+	f.sync("a", "db")
+	if got := f.value("b", "db"); got != "<missing>" {
+		t.Fatalf("a held source was copied: %q", got)
+	}
+	if md, _ := f.stores["a"].Store.Describe(ctx, "db"); md.Provenance != nil && md.Provenance.Synced != "" {
+		t.Fatalf("a held source was marked: %+v", md.Provenance)
+	}
+	if !strings.Contains(f.logs.String(), held) {
+		t.Error("no log line says why the source was left alone")
+	}
+	held = ""
+	f.sync("a", "db")
+	if got := f.value("b", "db"); got != "v1" {
+		t.Fatalf("after release: %q", got)
+	}
+}
+
+// tagAfterRead is a store on which someone (a rotation) changes a tag of the secret right after
+// replication has read its value — between planning and the Synced mark.
+type tagAfterRead struct {
+	*spy
+	once sync.Once
+}
+
+func (s *tagAfterRead) Get(ctx context.Context, name string) (store.Secret, error) {
+	sec, err := s.spy.Get(ctx, name)
+	s.once.Do(func() {
+		md, derr := s.spy.Store.Describe(ctx, name)
+		if derr != nil {
+			panic(derr)
+		}
+		tags := map[string]string{store.StatePrefix + "rotation": "lease"}
+		for k, v := range md.Tags {
+			tags[k] = v
+		}
+		if uerr := s.spy.Store.(store.MetadataUpdater).UpdateMetadata(ctx, name, tags, md.Provenance); uerr != nil {
+			panic(uerr)
+		}
+	})
+	return sec, err
+}
+
+// TestMarkKeepsTagsWrittenMeanwhile: the Synced mark rewrites the source's tags from a fresh read, so a
+// tag written while the source was being replicated survives the mark.
+func TestMarkKeepsTagsWrittenMeanwhile(t *testing.T) {
+	f := newFixture(t, nil, "b")
+	f.stores["a"] = newSpy(t, "a")
+	src := &tagAfterRead{spy: f.stores["a"]}
+	m := map[string]store.Store{"a": src, "b": f.stores["b"]}
+	eng, err := New([]Rule{mkRule("r", "a", "b")}, m, Options{Logger: slog.New(slog.NewJSONHandler(f.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write("a", "db", "v1")
+	if _, err := eng.Sync(ctx, "a", "db"); err != nil {
+		t.Fatal(err)
+	}
+	md, err := f.stores["a"].Store.Describe(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.Tags[store.StatePrefix+"rotation"] != "lease" {
+		t.Fatalf("the mark wrote back stale tags: %v", md.Tags)
+	}
+	if md.Provenance == nil || md.Provenance.Synced == "" {
+		t.Fatalf("the source was not marked: %+v", md.Provenance)
+	}
+}

@@ -244,6 +244,8 @@ type Result struct {
 	Recovered string `json:"recovered,omitempty"`
 	Generated bool   `json:"generated"` // this run generated a value
 	Rotated   bool   `json:"rotated"`   // a rotation completed in this run
+	// Skipped says why nothing was done (RotateRequested: the secret was rotated since the request).
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Recovery outcomes (Result.Recovered).

@@ -115,6 +115,26 @@ func (e *Engine) planOnce(ctx context.Context, p *policy, name string) ([]*targe
 // pending in the primary and every replica, runs the policy's test hook, then promotes it everywhere.
 // A secret whose previous rotation was interrupted (an expired lease) is recovered instead: rolled back
 // and rotated afresh, or rolled forward (finishing that rotation, generating nothing). A live lease held
+// RotateRequested answers a cloud's request to rotate a secret (a GCP SECRET_ROTATE notification, a Key
+// Vault SecretNearExpiry event) made at requested: a secret keyferry has rotated since then is not
+// rotated again, so a redelivered or duplicate event changes nothing. A zero requested always rotates.
+func (e *Engine) RotateRequested(ctx context.Context, policyName, secretName string, requested time.Time) (Result, error) {
+	p, ok := e.byName[policyName]
+	if ok && !requested.IsZero() && p.selects(secretName) {
+		md, cur, err := e.readLease(ctx, p, secretName)
+		if err != nil {
+			return Result{Policy: p.Name, Store: p.Store, Name: secretName}, err
+		}
+		st, serr := stateOf(md)
+		if serr == nil && (cur == nil || cur.Phase == PhaseDone) && !st.rotated.IsZero() &&
+			!st.rotated.Before(requested.Truncate(time.Second)) {
+			return Result{Policy: p.Name, Store: p.Store, Name: secretName, Version: md.Version,
+				Skipped: "rotated at " + st.rotated.UTC().Format(time.RFC3339) + ", after the request"}, nil
+		}
+	}
+	return e.Rotate(ctx, policyName, secretName)
+}
+
 // by another run is refused with a *LeaseError.
 func (e *Engine) Rotate(ctx context.Context, policyName, secretName string) (Result, error) {
 	p, ok := e.byName[policyName]

@@ -609,3 +609,26 @@ func TestSlowRunLosesLease(t *testing.T) {
 	}
 	w.noLeak(oldValue)
 }
+
+// TestRotateRequested: a cloud's rotation request rotates once; the same request delivered again (or any
+// request made before that rotation) changes nothing; a later request rotates again.
+func TestRotateRequested(t *testing.T) {
+	w := fileWorld(t, -1)
+	requested := w.clk.Now()
+	w.clk.advance(time.Minute)
+	res, err := w.eng.RotateRequested(ctx, "db", "app/db", requested)
+	if w.seen(err) != nil || !res.Rotated {
+		t.Fatalf("first delivery: %+v %v", res, err)
+	}
+	before := w.versions("a", "app/db")
+	w.clk.advance(time.Minute)
+	res, err = w.eng.RotateRequested(ctx, "db", "app/db", requested)
+	if w.seen(err) != nil || res.Rotated || res.Skipped == "" || w.versions("a", "app/db") != before {
+		t.Fatalf("redelivery: %+v %v, versions %d → %d", res, err, before, w.versions("a", "app/db"))
+	}
+	w.clk.advance(time.Minute)
+	res, err = w.eng.RotateRequested(ctx, "db", "app/db", w.clk.Now())
+	if w.seen(err) != nil || !res.Rotated {
+		t.Fatalf("a later request: %+v %v", res, err)
+	}
+}

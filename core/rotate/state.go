@@ -372,3 +372,19 @@ func (e *Engine) release(ctx context.Context, p *policy, name string, l *lease, 
 		return nil
 	})
 }
+
+// Hold is replicate.Options.Hold for stores with rotations: it leaves a source alone while a rotation is
+// promoting it (a live lease in phase promoting). The rotation lands the new value in every replica itself,
+// with provenance; a replication run copying it at the same moment would only add versions and make the
+// replicas look written by someone else.
+func Hold(md store.Metadata) string {
+	s, ok := md.Tags[TagRotation]
+	if !ok {
+		return ""
+	}
+	l, err := parseLease(s)
+	if err != nil || l.Phase != PhasePromoting || !l.live(time.Now()) {
+		return ""
+	}
+	return "rotation " + l.ID + " is promoting it (lease until " + l.Expiry.UTC().Format(time.RFC3339) + ")"
+}
