@@ -96,19 +96,9 @@ func defaultKMS(ctx context.Context, k *config.KMSKey) (*kms.Client, error) {
 }
 
 func defaultKeyVault(_ context.Context, t *config.KeyVaultTarget) (*azcertificates.Client, error) {
-	var co azcore.ClientOptions
-	mo := &azidentity.ManagedIdentityCredentialOptions{}
-	if t.CAFile != "" {
-		hc, err := httpClientTrusting(t.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		co.Transport = hc
-		mo.ClientOptions.Transport = hc
-	}
-	cred, err := azidentity.NewManagedIdentityCredential(mo)
+	cred, co, err := keyVaultAccess(t.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("managed identity: %w", err)
+		return nil, err
 	}
 	return azcertificates.NewClient(t.Vault, cred, &azcertificates.ClientOptions{
 		ClientOptions:                        co,
@@ -116,27 +106,37 @@ func defaultKeyVault(_ context.Context, t *config.KeyVaultTarget) (*azcertificat
 	})
 }
 
-// defaultKeyVaultKeys builds an azkeys client for the issuer key's vault with the function's managed
-// identity (trusting ca_file on the local cloud), as defaultKeyVault does for certificates.
+// defaultKeyVaultKeys builds an azkeys client for the issuer key's vault, as defaultKeyVault does for
+// certificates.
 func defaultKeyVaultKeys(_ context.Context, k *config.KeyVaultKey) (*azkeys.Client, error) {
+	cred, co, err := keyVaultAccess(k.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return azkeys.NewClient(k.Vault, cred, &azkeys.ClientOptions{
+		ClientOptions:                        co,
+		DisableChallengeResourceVerification: isLoopbackURL(k.Vault),
+	})
+}
+
+// keyVaultAccess is the function's managed identity and the client options for a vault, trusting caFile
+// (the local cloud's) for both the vault and the identity endpoint.
+func keyVaultAccess(caFile string) (azcore.TokenCredential, azcore.ClientOptions, error) {
 	var co azcore.ClientOptions
 	mo := &azidentity.ManagedIdentityCredentialOptions{}
-	if k.CAFile != "" {
-		hc, err := httpClientTrusting(k.CAFile)
+	if caFile != "" {
+		hc, err := httpClientTrusting(caFile)
 		if err != nil {
-			return nil, err
+			return nil, co, err
 		}
 		co.Transport = hc
 		mo.ClientOptions.Transport = hc
 	}
 	cred, err := azidentity.NewManagedIdentityCredential(mo)
 	if err != nil {
-		return nil, fmt.Errorf("managed identity: %w", err)
+		return nil, co, fmt.Errorf("managed identity: %w", err)
 	}
-	return azkeys.NewClient(k.Vault, cred, &azkeys.ClientOptions{
-		ClientOptions:                        co,
-		DisableChallengeResourceVerification: isLoopbackURL(k.Vault),
-	})
+	return cred, co, nil
 }
 
 func defaultCertificateManager(ctx context.Context, t *config.CertManagerTarget) (*certificatemanager.Client, error) {
