@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -27,6 +26,7 @@ import (
 	"github.com/keyferry/keyferry/core/stores"
 	"github.com/keyferry/keyferry/localtest/cloud"
 	"github.com/keyferry/keyferry/localtest/fault"
+	"github.com/keyferry/keyferry/localtest/logbuf"
 )
 
 // BenchmarkRotate rotates KEYFERRY_BENCH_ROTATE_SECRETS (500) secrets whose primary is AWS Secrets
@@ -85,7 +85,7 @@ rotate:
 	}
 	fmt.Printf("bench: seeded and replicated %d secrets (%d replicas) in %s\n", n, 3*n, time.Since(t0).Round(time.Millisecond))
 
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	core, err := dispatch.New(ctx, cfg, dispatch.Options{Stores: sts, Audit: audit.Discard,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -347,22 +347,4 @@ func tail(s string, k int) string {
 		lines = lines[len(lines)-k:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// syncBuffer collects the engine's log lines (warnings and errors; they never hold a value).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package certmgr_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +18,7 @@ import (
 	"github.com/keyferry/keyferry/core/replicate"
 	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/core/stores"
+	"github.com/keyferry/keyferry/localtest/logbuf"
 )
 
 func tctx(t *testing.T) context.Context {
@@ -157,26 +157,9 @@ func (a *alerts) text() string {
 }
 
 // logBuffer is a logger writing to a buffer, to scan what was logged.
-func logBuffer() (*slog.Logger, *syncBuffer) {
-	b := &syncBuffer{}
+func logBuffer() (*slog.Logger, *logbuf.Buffer) {
+	b := &logbuf.Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // bundleIn reads the bundle JSON a secret target wrote.

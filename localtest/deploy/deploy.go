@@ -32,6 +32,7 @@ import (
 	"github.com/keyferry/keyferry/localtest/cloud"
 	"github.com/keyferry/keyferry/localtest/funchost"
 	"github.com/keyferry/keyferry/localtest/lambdart"
+	"github.com/keyferry/keyferry/localtest/logbuf"
 	"github.com/keyferry/keyferry/localtest/proc"
 )
 
@@ -41,7 +42,7 @@ type Functions struct {
 	Lambda  *lambdart.Runtime
 	Azure   *funchost.Host
 	gcp     *exec.Cmd
-	gcpOut  *syncBuffer
+	gcpOut  *logbuf.Buffer
 	gcpPort int
 	dir     string
 
@@ -87,7 +88,7 @@ func StartWith(ctx context.Context, c *cloud.Cloud, configYAML string, opts Opti
 	if err != nil {
 		return nil, err
 	}
-	f := &Functions{c: c, dir: dir, gcpOut: &syncBuffer{}}
+	f := &Functions{c: c, dir: dir, gcpOut: &logbuf.Buffer{}}
 	f.ctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -322,21 +323,4 @@ func waitListening(ctx context.Context, port int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return errors.New("not listening after 60 s")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/api/option"
 
+	"github.com/keyferry/keyferry/localtest/logbuf"
 	"github.com/keyferry/keyferry/localtest/proc"
 )
 
@@ -38,7 +39,7 @@ type PubSubOptions struct {
 type PubSub struct {
 	cmd     *exec.Cmd
 	host    string
-	logs    syncBuffer
+	logs    logbuf.Buffer
 	exited  chan struct{}
 	waitErr error
 

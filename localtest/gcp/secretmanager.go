@@ -1,7 +1,6 @@
 package gcp
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/keyferry/keyferry/localtest/fault"
+	"github.com/keyferry/keyferry/localtest/logbuf"
 )
 
 // SecretManagerOptions configure the in-process Secret Manager emulator.
@@ -63,7 +63,7 @@ type SecretManager struct {
 	gwURL string
 	gw    *http.Server
 
-	logs     syncBuffer
+	logs     logbuf.Buffer
 	stopOnce sync.Once
 
 	mu      sync.Mutex
@@ -298,27 +298,3 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 	return map[string]string{"authorization": "Bearer " + string(b)}, nil
 }
 func (bearer) RequireTransportSecurity() bool { return false }
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) WriteString(s string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.WriteString(s)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

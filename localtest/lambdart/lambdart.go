@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyferry/keyferry/localtest/logbuf"
 	"github.com/keyferry/keyferry/localtest/proc"
 )
 
@@ -43,7 +44,7 @@ type Runtime struct {
 	srv   *http.Server
 	addr  string
 	cmd   *exec.Cmd
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 	queue chan *invocation
 
 	mu       sync.Mutex
@@ -68,7 +69,7 @@ func Start(opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{addr: ln.Addr().String(), logs: &syncBuffer{}, queue: make(chan *invocation, 1024),
+	r := &Runtime{addr: ln.Addr().String(), logs: &logbuf.Buffer{}, queue: make(chan *invocation, 1024),
 		inflight: map[string]*invocation{}, retries: opts.Retries}
 	if r.retries == 0 {
 		r.retries = 2
@@ -211,23 +212,6 @@ func (r *Runtime) Stop() {
 		_, _ = r.cmd.Process.Wait()
 	}
 	_ = r.srv.Close()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/keyferry/keyferry/localtest/logbuf"
 	"github.com/keyferry/keyferry/localtest/proc"
 )
 
@@ -110,7 +111,7 @@ type Server struct {
 	URL string
 
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	done chan struct{} // closed when the process has been reaped
 	werr error         // Wait's result, valid once done is closed
 
@@ -161,7 +162,7 @@ func start(ctx context.Context, python string, extraEnv []string, timeout time.D
 		return nil, fmt.Errorf("moto: pick a port: %w", err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cmd := exec.Command(python, "-c", kmsDigestPatch, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	cmd.Env = append(serverEnv(), extraEnv...)
 	cmd.Dir = os.TempDir()
@@ -321,22 +322,4 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of stdout and stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -10,7 +10,6 @@
 package vault
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/keyferry/keyferry/localtest/logbuf"
 	"github.com/keyferry/keyferry/localtest/proc"
 )
 
@@ -138,7 +138,7 @@ type Server struct {
 	RootToken string
 
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *logbuf.Buffer
 	done chan struct{} // closed when the process has been reaped
 	werr error         // Wait's result, valid once done is closed
 
@@ -199,7 +199,7 @@ func start(ctx context.Context, bin, token string, extra []string, timeout time.
 	if err != nil {
 		return nil, fmt.Errorf("vault dev server: %w", err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = serverEnv(home)
 	cmd.Dir = home
@@ -434,22 +434,4 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of stdout and stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
