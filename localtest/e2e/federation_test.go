@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyferry/keyferry/core/store"
 	"github.com/keyferry/keyferry/localtest/cloud"
 	"github.com/keyferry/keyferry/localtest/idp"
 )
@@ -171,11 +172,18 @@ func TestFederationThroughTheFunctions(t *testing.T) {
 			if st == from {
 				continue
 			}
-			md, err := r.stores[st].Describe(ctx, name)
-			if err != nil {
-				t.Fatal(err)
+			// The value can show before its provenance (GCP and Vault write it in a second call).
+			var md store.Metadata
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				var err error
+				if md, err = r.stores[st].Describe(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+				if md.Provenance != nil || time.Now().After(deadline) {
+					break
+				}
 			}
-			if p := md.Provenance; p.SourceStore != from || p.SourceName != name {
+			if p := md.Provenance; p == nil || p.SourceStore != from || p.SourceName != name {
 				t.Errorf("%s/%s provenance %+v, want from %s", st, name, p, from)
 			}
 		}

@@ -217,7 +217,7 @@ func TestReplicationThroughTheFunctions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p := md.Provenance; p.SourceStore != from || p.SourceName != name {
+			if p := md.Provenance; p == nil || p.SourceStore != from || p.SourceName != name {
 				t.Errorf("%s/%s provenance %+v, want from %s", st, name, p, from)
 			}
 			if (st == "gcp" || st == "vault") && md.Version != "1" {
