@@ -398,9 +398,17 @@ func (s *Store) Put(ctx context.Context, name string, v store.Value, opts store.
 		prov = &p
 	}
 	want := func(cur *secretmanagerpb.Secret) (map[string]string, map[string]string) {
+		// As the Store contract says: the given tags are added or changed, the others kept (they may be
+		// someone else's, or keyferry's rotation state).
 		labels := cur.GetLabels()
-		if opts.Tags != nil {
-			labels = opts.Tags
+		if len(opts.Tags) > 0 {
+			labels = make(map[string]string, len(cur.GetLabels())+len(opts.Tags))
+			for k, v := range cur.GetLabels() {
+				labels[k] = v
+			}
+			for k, v := range opts.Tags {
+				labels[k] = v
+			}
 		}
 		return labels, desiredAnnotations(cur.GetAnnotations(), prov, binaryVersion)
 	}

@@ -455,3 +455,33 @@ func TestCreateInTwoWrites(t *testing.T) {
 		t.Errorf("a refused Create added version %s", d2.Version)
 	}
 }
+
+// TestPutKeepsOtherLabels: Put adds or changes the labels it is given and keeps the others (another
+// owner's, or keyferry's rotation state), as the Store contract says.
+func TestPutKeepsOtherLabels(t *testing.T) {
+	e := startEnv(t)
+	st := e.store(t, "gcp-labels", nil)
+	ctx := testCtx(t)
+	if _, err := st.Put(ctx, "db", store.Text("v1"), store.PutOptions{Tags: map[string]string{"team": "pay", "keyferry_rotated": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, "db", store.Text("v2"), store.PutOptions{Tags: map[string]string{"team": "payments", "env": "prod"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, "db", store.Text("v3"), store.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := st.Describe(ctx, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"team": "payments", "env": "prod", "keyferry_rotated": "x"}
+	for k, v := range want {
+		if md.Tags[k] != v {
+			t.Errorf("label %s = %q, want %q (all: %v)", k, md.Tags[k], v, md.Tags)
+		}
+	}
+	if len(md.Tags) != len(want) {
+		t.Errorf("labels %v, want %v", md.Tags, want)
+	}
+}
