@@ -134,7 +134,9 @@ type SyncMarker interface {
 }
 
 // CompareAndSwapper is implemented by stores that can write only if the current version is the expected one
-// (Vault check-and-set, GCP etags, the file store). ifVersion "" means "only if the secret does not exist".
+// (Vault check-and-set, the file store). ifVersion "" means "only if the secret does not exist". Secret
+// Manager cannot: AddSecretVersion takes no etag (only the secret's metadata updates do), so a GCP write
+// that races another lands as one more version, and the engine's in-flight checks handle it.
 type CompareAndSwapper interface {
 	PutIf(ctx context.Context, name string, v Value, opts PutOptions, ifVersion string) (Metadata, error)
 }
