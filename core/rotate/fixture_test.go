@@ -273,11 +273,23 @@ func newWorld(t *testing.T) *world {
 func (w *world) add(s store.Store, limits *store.Limits) {
 	w.raw[s.Name()] = s
 	ts := &tstore{Store: s, c: w.c, limits: limits}
-	if _, ok := s.(store.Staged); ok {
+	switch s.(type) {
+	case store.Staged:
 		w.stores[s.Name()] = &tstaged{ts}
-	} else {
+	case store.Creator:
+		w.stores[s.Name()] = &tcreator{ts}
+	default:
 		w.stores[s.Name()] = ts
 	}
+}
+
+// tcreator is a tstore over a store.Creator.
+type tcreator struct{ *tstore }
+
+func (s *tcreator) Create(ctx context.Context, name string, v store.Value, opts store.PutOptions) (store.Metadata, error) {
+	cl := s.cl("create", name)
+	cl.tags = opts.Tags
+	return do(s.c, cl, func() (store.Metadata, error) { return s.Store.(store.Creator).Create(ctx, name, v, opts) })
 }
 
 // build makes the engines. settle is the lease's settle time (negative: none).

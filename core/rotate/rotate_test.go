@@ -632,3 +632,45 @@ func TestRotateRequested(t *testing.T) {
 		t.Fatalf("a later request: %+v %v", res, err)
 	}
 }
+
+// creatorStore is a file store that can also create a secret with its first value (store.Creator), as
+// Secret Manager does in fewer calls than Put; it counts its creates.
+type creatorStore struct {
+	store.Store
+	creates int
+}
+
+func (c *creatorStore) Create(ctx context.Context, name string, v store.Value, opts store.PutOptions) (store.Metadata, error) {
+	c.creates++
+	if _, err := c.Store.Describe(ctx, name); err == nil {
+		return store.Metadata{}, &store.Error{Kind: store.ErrAlreadyExists, Store: c.Name(), Name: name}
+	}
+	return c.Store.Put(ctx, name, v, opts)
+}
+
+// TestPendingSiblingCreated: a replica store that can create writes a new pending sibling with Create,
+// not Put, and the rotation still lands everywhere.
+func TestPendingSiblingCreated(t *testing.T) {
+	w := newWorld(t)
+	w.add(fileStore(t, "a"), nil)
+	cr := &creatorStore{Store: fileStore(t, "b")}
+	w.add(cr, nil)
+	w.rules = []replicate.Rule{rule("r", "a", replicate.Target{Store: "b"})}
+	w.build([]Policy{{Name: "db", Store: "a", Match: []string{"app/*"}, Every: 24 * time.Hour, Generate: randomSpec(),
+		LeaseTTL: 10 * time.Minute}}, -1)
+	w.write("a", "app/db", oldValue)
+	if n := w.sync("a", "app/db"); n != 1 {
+		t.Fatalf("replication wrote %d replicas, want 1", n)
+	}
+	creates := cr.creates
+	res, err := w.eng.Rotate(ctx, "db", "app/db")
+	if w.seen(err) != nil || !res.Rotated {
+		t.Fatalf("rotate: %+v %v", res, err)
+	}
+	if cr.creates-creates != 1 {
+		t.Errorf("%d creates for the pending sibling, want 1", cr.creates-creates)
+	}
+	if got, want := w.value("b", "app/db"), w.value("a", "app/db"); got != want || got == oldValue {
+		t.Errorf("the replica does not hold the new value")
+	}
+}
