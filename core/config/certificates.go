@@ -327,24 +327,6 @@ func (p *parser) onlyOne(f field, fields map[string]field, keys []string, what s
 	return "", false
 }
 
-// certDuration reads a duration of at least min.
-func (p *parser) certDuration(f field, min time.Duration) (time.Duration, bool) {
-	v, ok := p.str(f)
-	if !ok {
-		return 0, false
-	}
-	d, err := ParseDuration(v)
-	switch {
-	case err != nil:
-		p.errorf(f.key, f.path, "%v", err)
-		return 0, false
-	case d < min:
-		p.errorf(f.key, f.path, "%s is shorter than %s", p.show(v), min)
-		return 0, false
-	}
-	return d, true
-}
-
 // certPath reads a file path, resolved against the configuration's directory.
 func (p *parser) certPath(f field) (string, bool) {
 	v, ok := p.str(f)
@@ -728,7 +710,7 @@ func (p *parser) certPolicy(f field) (pki.Policy, bool) {
 	if g, has := fields["max_ttl"]; !has {
 		p.errorf(f.key, f.path, "max_ttl is required: the longest lifetime the policy allows, such as `max_ttl: 168h`")
 		good = false
-	} else if d, ok := p.certDuration(g, time.Minute); ok {
+	} else if d, ok := p.duration(g, time.Minute); ok {
 		pol.MaxTTL = d
 	} else {
 		good = false
@@ -933,7 +915,7 @@ func (p *parser) certSpec(item *yaml.Node, path string) (*CertSpec, *specNodes) 
 		at("KeyType", f)
 	}
 	if f, has := fields["ttl"]; has {
-		if d, good := p.certDuration(f, time.Minute); good {
+		if d, good := p.duration(f, time.Minute); good {
 			s.TTL = d
 			at("TTL", f)
 		} else {
@@ -941,7 +923,7 @@ func (p *parser) certSpec(item *yaml.Node, path string) (*CertSpec, *specNodes) 
 		}
 	}
 	if f, has := fields["renew_before"]; has {
-		if d, good := p.certDuration(f, time.Minute); good {
+		if d, good := p.duration(f, time.Minute); good {
 			s.RenewBefore = d
 			at("RenewBefore", f)
 		} else {

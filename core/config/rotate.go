@@ -122,7 +122,9 @@ func (p *parser) parsePolicy(item *yaml.Node, path string) *rotate.Policy {
 		p.errorf(item, path, "a schedule is required: add `every: 30d` or `cron: \"0 3 * * 1\"` (UTC)")
 		ok = false
 	case hasEvery:
-		pol.Every, ok = p.duration(every, time.Hour, ok)
+		var good bool
+		pol.Every, good = p.duration(every, time.Hour)
+		ok = ok && good
 	default:
 		if v, good := p.str(cr); good {
 			if _, err := cronParser.Parse(v); err != nil {
@@ -155,7 +157,9 @@ func (p *parser) parsePolicy(item *yaml.Node, path string) *rotate.Policy {
 	}
 	for k, dst := range map[string]*time.Duration{"grace": &pol.Grace, "max_age": &pol.MaxAge, "lease_ttl": &pol.LeaseTTL} {
 		if f, has := fields[k]; has {
-			*dst, ok = p.duration(f, time.Minute, ok)
+			var good bool
+			*dst, good = p.duration(f, time.Minute)
+			ok = ok && good
 		}
 	}
 	if !ok {
@@ -164,10 +168,10 @@ func (p *parser) parsePolicy(item *yaml.Node, path string) *rotate.Policy {
 	return pol
 }
 
-// duration reads a positive duration of at least min.
-func (p *parser) duration(f field, min time.Duration, ok bool) (time.Duration, bool) {
-	v, good := p.str(f)
-	if !good {
+// duration reads a duration of at least min (rotation schedules and periods, certificate lifetimes).
+func (p *parser) duration(f field, min time.Duration) (time.Duration, bool) {
+	v, ok := p.str(f)
+	if !ok {
 		return 0, false
 	}
 	d, err := ParseDuration(v)
@@ -179,7 +183,7 @@ func (p *parser) duration(f field, min time.Duration, ok bool) (time.Duration, b
 		p.errorf(f.key, f.path, "%s is shorter than %s", p.show(v), min)
 		return 0, false
 	}
-	return d, ok
+	return d, true
 }
 
 // generateSpec reads a generator: exactly one of password, random, bytes, uuid, template (a template
