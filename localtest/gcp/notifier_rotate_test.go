@@ -27,16 +27,7 @@ import (
 func TestPublishRotations(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	ps, err := StartPubSub(ctx, PubSubOptions{})
-	if err != nil {
-		t.Fatalf("start the Pub/Sub emulator: %v", err)
-	}
-	t.Cleanup(ps.Stop)
-	n, err := NewNotifier(ctx, ps.Host(), "kf-emu", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
+	n := startNotifier(ctx, t)
 
 	type push struct {
 		Message event.PubSubMessage `json:"message"`

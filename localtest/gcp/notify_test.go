@@ -23,16 +23,7 @@ import (
 func TestNotifierPushesSecretManagerNotifications(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	ps, err := StartPubSub(ctx, PubSubOptions{})
-	if err != nil {
-		t.Fatalf("start the Pub/Sub emulator: %v", err)
-	}
-	t.Cleanup(ps.Stop)
-	n, err := NewNotifier(ctx, ps.Host(), "kf-emu", t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
+	n := startNotifier(ctx, t)
 
 	type push struct {
 		Message struct {
@@ -116,4 +107,21 @@ func TestNotifierPushesSecretManagerNotifications(t *testing.T) {
 	if sent, errs := n.Sent(); sent != 3 || len(errs) != 0 {
 		t.Errorf("Sent() = %d, %v", sent, errs)
 	}
+}
+
+// startNotifier starts the Pub/Sub emulator and a Notifier for project kf-emu on it, both stopped with the
+// test.
+func startNotifier(ctx context.Context, t *testing.T) *Notifier {
+	t.Helper()
+	ps, err := StartPubSub(ctx, PubSubOptions{})
+	if err != nil {
+		t.Fatalf("start the Pub/Sub emulator: %v", err)
+	}
+	t.Cleanup(ps.Stop)
+	n, err := NewNotifier(ctx, ps.Host(), "kf-emu", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
 }
